@@ -1,0 +1,110 @@
+"""The run directory (DESIGN.md §2-3): where it is, atomic writes into it, and history.jsonl."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from stylegan_cli import __version__
+from stylegan_cli.errors import SganError, UsageError
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def resolve_run(run: Path | None) -> Path:
+    """`-r/--run`, else `$SGAN_RUN`, else the current directory; created if missing."""
+    path = run if run is not None else Path(os.environ.get("SGAN_RUN") or ".")
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"The run directory {path} is a file, not a directory.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SganError(f"Cannot create the run directory {path}: {e.strerror}.") from e
+    return path
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yields a temporary name beside `path`; renamed onto `path` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; final files get the usual permissions
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    """Writes `data` to `path` atomically (temporary name, fsync, rename)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    return path
+
+
+def write_text(path: Path, text: str) -> Path:
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path, obj) -> Path:
+    return write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    return write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+
+
+@dataclass
+class StageRecord:
+    """What a stage reports in history.jsonl; the stage appends to `outputs` as it writes."""
+
+    outputs: list[str] = field(default_factory=list)
+
+
+@contextmanager
+def stage(run_dir: Path) -> Iterator[StageRecord]:
+    """Appends one line to RUN/history.jsonl when the stage ends, however it ends."""
+    record = StageRecord()
+    start = time.time()
+    status = 0
+    try:
+        yield record
+    except SganError as e:
+        status = e.exit_code
+        raise
+    except KeyboardInterrupt:
+        status = 130
+        raise
+    except BaseException as e:
+        status = e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 1
+        raise
+    finally:
+        line = {
+            "command": sys.argv,
+            "version": __version__,
+            "start": _iso(start),
+            "end": _iso(time.time()),
+            "outputs": record.outputs,
+            "exit_status": status,
+        }
+        with open(run_dir / "history.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
