@@ -56,14 +56,21 @@ def _shrink_factor(qsize: float, output_size: int) -> int:
     return int(np.floor(qsize / output_size * 0.5))
 
 
+class FaceOutsideImage(ValueError):
+    """The crop square (plus its border) does not overlap the photo at all."""
+
+
 def _crop_box(quad: np.ndarray, border: int, width: int, height: int) -> tuple[int, int, int, int]:
     """The quad's bounding box grown by `border`, clipped to the image."""
-    return (
+    box = (
         max(int(np.floor(quad[:, 0].min())) - border, 0),
         max(int(np.floor(quad[:, 1].min())) - border, 0),
         min(int(np.ceil(quad[:, 0].max())) + border, width),
         min(int(np.ceil(quad[:, 1].max())) + border, height),
     )
+    if box[2] <= box[0] or box[3] <= box[1]:
+        raise FaceOutsideImage("the face's crop square lies outside the photo")
+    return box
 
 
 def _pad_amounts(quad: np.ndarray, border: int, width: int, height: int) -> tuple[int, int, int, int]:
@@ -162,7 +169,8 @@ def align_fast(rgb: np.ndarray, face: FaceQuad, output_size: int) -> np.ndarray:
 
     FFHQ samples the quad bilinearly at 4096x4096 and resizes with Lanczos; here the quad is
     sampled bilinearly at k times the output size (k = 2..4, enough to cover the source's
-    resolution) and box-filtered down by k, which stays above 40 dB PSNR of the reference.
+    resolution) and box-filtered down by k: above 40 dB PSNR of the reference from 128x128 up
+    (about 49 dB at 1024), less at the smallest sizes, where the last filter's shape shows.
     """
     quad, qsize = face.quad.copy(), face.qsize
     img = rgb

@@ -63,10 +63,11 @@ def _root(
 
 
 def _mount() -> None:
-    from stylegan_cli import bench, data, prep
+    from stylegan_cli import bench, data, prep, train
 
     app.add_typer(prep.app, name="prep")
     app.add_typer(data.app, name="data")
+    app.command("train")(train.train_command)
     app.add_typer(bench.app, name="bench")
 
 

@@ -20,8 +20,8 @@ from stylegan_cli.landmarks import make_detector
 PHOTOS = sorted((Path(__file__).parent.parent / "examples" / "faces-frl").glob("*.jpg"))
 USED = ["001_03", "002_03", "005_03"]  # the photos these tests align (dlib runs once per photo)
 
-# Where FFHQ's square puts the eyes, as fractions of the output side. The eyes are |x|/4 apart when
-# the eye distance sets the scale (|x| = 2*|eye_to_eye|), so they sit a quarter of the side apart,
+# Where FFHQ's square puts the eyes, as fractions of the output side. The side is 2*|x|, which is
+# 4*|eye_to_eye| when the eye distance sets the scale, so the eyes sit a quarter of the side apart,
 # an eighth either side of the centre; their midpoint is c - 0.1*eye_to_mouth, so a little above
 # the centre, by at most 0.1*|eye_to_mouth|/qsize <= 0.1/3.6 of the side, as |x| >= 1.8*|eye_to_mouth|.
 EYE_SPACING = 0.25
@@ -145,6 +145,38 @@ def exact():
 # --- where the square puts the face ----------------------------------------------------------------
 
 
+def drawn_landmarks(eye_left, eye_right, mouth_left, mouth_right) -> np.ndarray:
+    """68 points of which only the two eye contours (around the given centres) and mouth corners matter."""
+    contour = np.array([[-12, 0], [-6, -4], [6, -4], [12, 0], [6, 4], [-6, 4]], np.float64)  # mean (0, 0)
+    landmarks = np.zeros((68, 2))
+    landmarks[36:42] = contour + eye_left
+    landmarks[42:48] = contour + eye_right
+    landmarks[48], landmarks[54] = mouth_left, mouth_right
+    return landmarks
+
+
+def test_square_is_four_eye_distances_wide_and_turns_halfway_to_the_mouth_axis():
+    """Eyes at (200, 300) and (300, 300), mouth centre 100 px away at (278, 396), off to one side:
+    FFHQ turns the square halfway between the eye line (0 degrees) and the line square to the
+    eye-to-mouth axis (-16.26 degrees); it is 4 eye distances wide, centred a tenth of the way to the mouth."""
+    face = face_quad(drawn_landmarks((200, 300), (300, 300), (248, 396), (308, 396)))
+    top = face.quad[3] - face.quad[0]
+    left = face.quad[1] - face.quad[0]
+
+    assert np.degrees(np.arctan2(top[1], top[0])) == pytest.approx(-8.130, abs=1e-3)
+    np.testing.assert_allclose(left, [-top[1], top[0]])  # square, turned clockwise from the top edge
+    assert face.qsize == pytest.approx(400.0)
+    assert np.linalg.norm(top) == pytest.approx(400.0)
+    np.testing.assert_allclose(face.quad.mean(axis=0), [252.8, 309.6])
+
+
+def test_a_long_face_is_sized_by_its_eye_to_mouth_distance():
+    """Eyes 100 px apart, mouth 150 px below them: the side is 3.6 x 150 = 540 px, upright."""
+    face = face_quad(drawn_landmarks((200, 300), (300, 300), (220, 450), (280, 450)))
+    np.testing.assert_allclose(face.quad, [[-20, 45], [-20, 585], [520, 585], [520, 45]], atol=1e-9)
+    assert face.qsize == pytest.approx(540.0)
+
+
 @pytest.mark.parametrize("name", USED)
 def test_eye_centres_land_on_ffhq_canonical_spots(faces, name):
     """The landmark eyes end up level, a quarter of the side apart, centred, a little above the middle."""
@@ -157,7 +189,8 @@ def test_eye_centres_land_on_ffhq_canonical_spots(faces, name):
     left, right = to_output(face_quad(face.landmarks).quad, eye_centres(face.landmarks))
 
     assert abs(left[1] - right[1]) < SAME_ROW
-    assert right[0] - left[0] == pytest.approx(EYE_SPACING, abs=1e-9)
+    assert np.linalg.norm(right - left) == pytest.approx(EYE_SPACING, abs=1e-9)
+    assert right[0] - left[0] == pytest.approx(EYE_SPACING, abs=0.001)
     assert (left[0] + right[0]) / 2 == pytest.approx(0.5, abs=0.005)
     assert 0.5 - MAX_EYE_RISE <= (left[1] + right[1]) / 2 < 0.5
 
@@ -345,3 +378,11 @@ def test_exact_is_ffhqs_quad_transform_and_lanczos_resize_bit_for_bit(faces, exa
     first = exact(face, 256)
     np.testing.assert_array_equal(first, reference)
     np.testing.assert_array_equal(align_exact(face.rgb, quad, 256), first)
+
+
+def test_a_square_wholly_outside_the_photo_is_refused_by_both_paths():
+    rgb = np.full((100, 100, 3), 128, np.uint8)
+    quad = align.FaceQuad(quad=np.array([[104.0, 30], [104, 70], [144, 70], [144, 30]]), qsize=40.0)
+    for path in (align_fast, align_exact):
+        with pytest.raises(align.FaceOutsideImage):
+            path(rgb, quad, 16)
