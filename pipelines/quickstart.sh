@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The quick start: install sgan, then run the pipeline end to end on the eight example photos
+# The quick start: install sgan, then run the pipeline on the eight example photos
 # that ship in examples/faces-frl (offline: landmarks from dlib). Usage: bash pipelines/quickstart.sh [RUN_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,4 +12,7 @@ sgan prep ffhq --src examples/faces-frl -r "$run" --landmarks dlib --resolution 
 # 2. Look at it: a summary and a preview grid.
 sgan data info -r "$run"
 sgan data grid -r "$run" --out "$run/data/grid.png"
-echo "Done: open $run/data/grid.png; $run/history.jsonl lists every stage that ran." >&2
+# 3. A short progressive training of a small StyleGAN at 32x32 (a minute or two on a laptop CPU).
+sgan train -r "$run" --resolution 32 --fmap-base 256 --fmap-max 64 --kimg 3 --lod-kimg 0.5 --batch 16 \
+    --lr 0.003 --ema-kimg 0.2 --mirror --tick 0.5 --image-ticks 2 --snap 1 --workers 0
+echo "Done: see $run/data/grid.png and $run/train/fakes-*.png; $run/history.jsonl lists every stage." >&2

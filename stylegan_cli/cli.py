@@ -20,7 +20,6 @@ except ImportError:  # pragma: no cover - older Typer on top of Click
     from click import exceptions as click_exceptions
 
 from stylegan_cli import __version__
-from stylegan_cli.console import err
 from stylegan_cli.errors import SganError
 
 RunOption = Annotated[

@@ -3,7 +3,7 @@
 One LMDB environment holds every level of every image, 4x4 up to the top resolution, each level
 derived from the next finer one by 2x2 box averaging (as Progressive GAN builds its levels).
 Keys: `meta` (JSON), `img/<res>/<index>` (pixels), `src/<index>` (JSON: source file, face, top
-level digest), `reject/<position>` (JSON), and `prep/...` progress keys while it is being built.
+level's pixel_md5), `reject/<position>` (JSON), and `prep/...` progress keys while it is being built.
 
 `DatasetWriter` builds one in `<path>.partial` with every batch of results committed in one
 transaction together with the position reached, so a build killed at any moment resumes exactly;
@@ -29,7 +29,9 @@ FORMAT = "sgan-multires-lmdb"
 FORMAT_VERSION = 1
 MIN_RESOLUTION = 4
 RAW_MAX_RESOLUTION = 128  # levels up to this size are stored raw (fast to read), larger ones as PNG
-PNG_COMPRESSION = 1  # zlib level: lossless either way; 1 encodes ~5x faster than PIL's default 6
+# Lossless either way: zlib level 1 with PNG's "up" filter encodes a 1024x1024 face in ~30 ms
+# (PIL's defaults: ~250 ms) and decodes faster than the adaptive filters, at about the same size.
+PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
 
 
 def resolutions(top: int) -> list[int]:
@@ -47,16 +49,17 @@ def build_levels(top: np.ndarray) -> dict[int, np.ndarray]:
     levels = {top.shape[0]: top}
     img = top
     while img.shape[0] > MIN_RESOLUTION:
-        s = img.astype(np.uint16)
-        img = ((s[0::2, 0::2] + s[1::2, 0::2] + s[0::2, 1::2] + s[1::2, 1::2] + 2) // 4).astype(np.uint8)
-        levels[img.shape[0]] = img
+        # OpenCV's area resize at exactly half size computes (a + b + c + d + 2) >> 2 per channel.
+        half = img.shape[0] // 2
+        img = cv2.resize(img, (half, half), interpolation=cv2.INTER_AREA)
+        levels[half] = img
     return levels
 
 
 def encode_level(img: np.ndarray) -> bytes:
     if encoding_for(img.shape[0]) == "raw":
         return np.ascontiguousarray(img).tobytes()
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), PNG_PARAMS)
     assert ok
     return buf.tobytes()
 
@@ -67,9 +70,10 @@ def decode_level(data: bytes, res: int) -> np.ndarray:
     return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
-def pixel_digest(img: np.ndarray) -> str:
-    """sha256 of an image's raw pixels: what the dataset fingerprint is made of."""
-    return hashlib.sha256(np.ascontiguousarray(img).tobytes()).hexdigest()
+def pixel_md5(img: np.ndarray) -> str:
+    """md5 of an image's (H, W, 3) pixel array: FFHQ's `pixel_md5`, and what the dataset
+    fingerprint is made of."""
+    return hashlib.md5(np.ascontiguousarray(img).tobytes()).hexdigest()
 
 
 def _img_key(res: int, index: int) -> bytes:
@@ -89,7 +93,7 @@ class Record:
     """One image ready to store: its encoded levels and where it came from."""
 
     levels: dict[int, bytes]
-    source: dict  # {"source": relative path, "face": k, "digest": sha256, ...}
+    source: dict  # {"source": relative path, "face": k, "pixel_md5": md5 of the top level, ...}
 
 
 def _open_env(path: Path, readonly: bool) -> lmdb.Environment:
@@ -193,7 +197,7 @@ class DatasetWriter:
         """Writes the metadata, drops the progress keys and renames the dataset into place."""
         digests = hashlib.sha256()
         for source in self.sources():
-            digests.update(source["digest"].encode())
+            digests.update(source["pixel_md5"].encode())
         meta = dict(meta, format=FORMAT, version=FORMAT_VERSION, count=self.count, fingerprint=digests.hexdigest())
 
         def write(txn):
@@ -231,6 +235,8 @@ class Dataset:
                 meta = _get_json(txn, b"meta")
         except (lmdb.Error, json.JSONDecodeError) as e:
             raise SganError(f"Cannot read the dataset {self.path}: {e}.") from e
+        finally:
+            self._close()  # opened again on first read, in whichever process reads
         if meta is None or meta.get("format") != FORMAT:
             raise SganError(f"{self.path} is not a finished sgan dataset (no metadata record).")
         if meta["version"] > FORMAT_VERSION:
@@ -239,9 +245,15 @@ class Dataset:
         self.resolutions: list[int] = meta["resolutions"]
 
     def _txn(self):
-        if self._env is None or self._pid != os.getpid():
+        if self._pid != os.getpid():  # first read here, or a forked child holding its parent's handle
+            self._close()
             self._env, self._pid = _open_env(self.path, readonly=True), os.getpid()
         return self._env.begin(buffers=False)
+
+    def _close(self) -> None:
+        if self._env is not None:
+            self._env.close()
+        self._env, self._pid = None, None
 
     def __getstate__(self):
         return {**self.__dict__, "_env": None, "_pid": None}

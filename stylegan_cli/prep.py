@@ -10,7 +10,6 @@ continues where it stopped and ends with exactly the dataset an uninterrupted on
 from __future__ import annotations
 
 import hashlib
-import json
 import multiprocessing
 import os
 import platform
@@ -29,7 +28,7 @@ from PIL import Image
 from stylegan_cli import __version__, align, rundir
 from stylegan_cli.cli import JsonOption, RunOption
 from stylegan_cli.console import err, progress, results
-from stylegan_cli.dataset import Dataset, DatasetWriter, Record, build_levels, encode_level, encoding_for, pixel_digest, resolutions
+from stylegan_cli.dataset import Dataset, DatasetWriter, Record, build_levels, encode_level, encoding_for, pixel_md5, resolutions
 from stylegan_cli.errors import SganError, UsageError
 from stylegan_cli.images import Rejected, list_images, load_rgb
 from stylegan_cli.landmarks import load_landmarks_file, make_detector
@@ -386,7 +385,7 @@ def _process(position: int) -> tuple[int, list[Record], dict | None, dict]:
             levels = build_levels(top)
             records.append(Record(
                 levels={res: encode_level(img) for res, img in levels.items()},
-                source={"source": rel, "face": k, "digest": pixel_digest(top), **extra},
+                source={"source": rel, "face": k, "pixel_md5": extra.get("pixel_md5") or pixel_md5(top), **extra},
             ))
         lap("encode")
         return position, records, None, timings
@@ -417,7 +416,7 @@ def _align_faces(w: _Worker, position: int, rgb: np.ndarray, lap) -> list[tuple[
             top = (align.align_exact if s["exact"] else align.align_fast)(rgb, quad, s["resolution"])
         except align.FaceOutsideImage as e:
             raise Rejected("no face", f"the landmarks put the face outside the photo ({e})") from e
-        extra = {"landmarks": np.round(lm, 3).tolist(), "pixel_md5": hashlib.md5(top.tobytes()).hexdigest()}
+        extra = {"landmarks": np.round(lm, 3).tolist(), "pixel_md5": pixel_md5(top)}
         if md5 is not None and s["resolution"] == FFHQ_MD5_RESOLUTION:
             extra["md5_match"] = extra["pixel_md5"] == md5
         aligned.append((top, extra))

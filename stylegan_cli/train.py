@@ -18,7 +18,7 @@ import os
 import resource
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -93,7 +93,6 @@ class TrainConfig:
     keep: int | None = None
     data: str = ""
     workers: int = 2
-    extra: dict = field(default_factory=dict)
 
     def network(self) -> dict:
         return {k: getattr(self, k) for k in NETWORK_KEYS}
@@ -256,8 +255,12 @@ def init_distributed() -> Dist:
 # --- the trainer -------------------------------------------------------------------------------
 
 
+def _lazy_ratio(every: int) -> float:
+    return every / (every + 1) if every > 1 else 1.0
+
+
 class Trainer:
-    """Holds the networks, optimisers and random state; `run` trains until the configured kimg."""
+    """The networks, optimisers and random state of a run, and one training iteration."""
 
     def __init__(self, cfg: TrainConfig, run_dir: Path, dataset: Dataset, env: Dist):
         self.cfg, self.run_dir, self.dataset, self.env = cfg, run_dir, dataset, env
@@ -270,11 +273,12 @@ class Trainer:
         if env.device.type == "cuda":
             self.D.to(memory_format=torch.channels_last)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        # StyleGAN2's lazy regularisation rescales Adam so the regularised step keeps its strength.
-        self.G_opt = torch.optim.Adam(self.G.parameters(), lr=LR_DEFAULT, betas=self._betas(cfg.pl_every if cfg.pl_weight
-                                                                                             else 1), eps=1e-8)
-        self.D_opt = torch.optim.Adam(self.D.parameters(), lr=LR_DEFAULT, betas=self._betas(cfg.r1_every if cfg.loss ==
-                                                                                            "r1" else 1), eps=1e-8)
+        # StyleGAN2 §3.1: with a regulariser applied every k steps, lr and beta2 are raised to the
+        # power c = k / (k + 1) so the regularised optimiser keeps its strength.
+        self.G_lazy = _lazy_ratio(cfg.pl_every if cfg.pl_weight > 0 else 1)
+        self.D_lazy = _lazy_ratio(cfg.r1_every if cfg.loss == "r1" else 1)
+        self.G_opt = torch.optim.Adam(self.G.parameters(), lr=LR_DEFAULT, betas=(0.0, 0.99**self.G_lazy), eps=1e-8)
+        self.D_opt = torch.optim.Adam(self.D.parameters(), lr=LR_DEFAULT, betas=(0.0, 0.99**self.D_lazy), eps=1e-8)
         self.latents = torch.Generator().manual_seed(cfg.seed)
         self.scaler = torch.amp.GradScaler(env.device.type, enabled=cfg.precision == "fp16")
         self.stream = ImageStream(len(dataset), cfg.seed, cfg.mirror)
@@ -284,14 +288,6 @@ class Trainer:
         # torch.compile serves the plain passes; the regularisers' double backward runs eagerly.
         self.synthesis = torch.compile(self.G.synthesis) if cfg.compile else self.G.synthesis
         self.D_plain = torch.compile(self.D) if cfg.compile else self.D
-
-    @staticmethod
-    def _betas(every: int) -> tuple[float, float]:
-        c = every / (every + 1) if every > 1 else 1.0
-        return 0.0, 0.99**c
-
-    def _lr_scale(self, every: int) -> float:
-        return every / (every + 1) if every > 1 else 1.0
 
     # -- state --
 
@@ -367,7 +363,7 @@ class Trainer:
         # D step.
         r1_now = cfg.loss == "r1" and cfg.gamma > 0 and self.step % cfg.r1_every == 0
         for g in self.D_opt.param_groups:
-            g["lr"] = lr * (self._lr_scale(cfg.r1_every) if cfg.loss == "r1" else 1.0)
+            g["lr"] = lr * self.D_lazy
         D.requires_grad_(True)
         G.requires_grad_(False)
         with torch.no_grad(), self._autocast():
@@ -395,7 +391,7 @@ class Trainer:
         # G step.
         pl_now = cfg.pl_weight > 0 and self.step % cfg.pl_every == 0
         for g in self.G_opt.param_groups:
-            g["lr"] = lr * (self._lr_scale(cfg.pl_every) if cfg.pl_weight > 0 else 1.0)
+            g["lr"] = lr * self.G_lazy
         D.requires_grad_(False)
         G.requires_grad_(True)
         with self._autocast():
@@ -644,8 +640,8 @@ def train_command(
     trainer = Trainer(cfg, run_dir, dataset, env)
     if dry_run:
         summary = {"config": asdict(cfg), "parameters": {
-            "G": _param_count(trainer.G), "G.mapping": _param_count(trainer.G.mapping_network)
-            if hasattr(trainer.G, "mapping_network") else 0, "D": _param_count(trainer.D)},
+            "G": _param_count(trainer.G), "G.mapping": _param_count(trainer.G.mapping_network),
+            "D": _param_count(trainer.D)},
             "num_ws": trainer.G.num_ws, "levels": levels(cfg, trainer.G.start_resolution),
             "processes": env.world, "device": str(env.device)}
         results([], summary) if as_json else err.print_json(data=summary)

@@ -60,3 +60,18 @@ def test_missing_dataset_or_level_is_one_clear_sentence(prepped, tmp_path):
     level = sgan("data", "grid", "-r", prepped, "--resolution", 128, "--out", tmp_path / "g.png")
     assert level.returncode == 2 and "no 128x128 level" in level.stderr
     assert not (tmp_path / "g.png").exists()
+
+
+def test_the_dataset_reads_in_dataloader_worker_processes(prepped):
+    """Forked or spawned workers, after the parent itself has read, each open their own LMDB handle."""
+    import torch
+
+    from stylegan_cli.train import LevelImages
+
+    ds = Dataset(prepped / "data" / "dataset.lmdb")
+    expected = np.stack([ds.image(i, 16) for i in range(len(ds))]).transpose(0, 3, 1, 2)  # the parent reads first
+    batches = [[(i, False) for i in range(j, min(j + 3, len(ds)))] for j in range(0, len(ds), 3)]
+    for context in ("fork", "spawn"):
+        loader = torch.utils.data.DataLoader(LevelImages(ds, 16), batch_sampler=batches, num_workers=2,
+                                             multiprocessing_context=context)
+        assert np.array_equal(torch.cat(list(loader)).numpy(), expected), context
