@@ -242,10 +242,11 @@ def _process_all(writer: DatasetWriter, settings: dict, workers: int) -> dict:
                     commit()
                 bar.advance()
         commit()
-    except KeyboardInterrupt:
+    except BaseException as e:
         if pool is not None:
             pool.terminate()
-        err.print(f"Interrupted after {writer.position} of {total} inputs; run the same command again to resume.")
+        if isinstance(e, KeyboardInterrupt):
+            err.print(f"Interrupted after {writer.position} of {total} inputs; run the same command again to resume.")
         writer.close()
         raise
     finally:
@@ -338,6 +339,7 @@ class _Worker:
     src: Path
     detector: object = None
     entries: list = None  # LandmarkEntry per input position, with a landmarks file
+    error: SganError | None = None  # why this process could not start; raised by its first task
 
 
 _worker: _Worker | None = None
@@ -352,17 +354,24 @@ def _init_worker(settings: dict, inputs: list[str], in_process: bool = False) ->
 
         cv2.setNumThreads(1)
     w = _Worker(settings=settings, inputs=inputs, src=Path(settings["src"]))
-    if settings["kind"] == "ffhq":
-        if settings["landmarks"] in ("fan", "dlib"):
-            w.detector = make_detector(settings["landmarks"], settings.get("device"))
-        else:
-            w.entries = load_landmarks_file(Path(settings["landmarks"]))
+    try:
+        if settings["kind"] == "ffhq":
+            if settings["landmarks"] in ("fan", "dlib"):
+                w.detector = make_detector(settings["landmarks"], settings.get("device"))
+            else:
+                w.entries = load_landmarks_file(Path(settings["landmarks"]))
+    except SganError as e:
+        if in_process:
+            raise
+        w.error = e  # a pool respawns workers whose initializer fails, forever: fail the task instead
     _worker = w
 
 
 def _process(position: int) -> tuple[int, list[Record], dict | None, dict]:
     """One input: its records (0, 1 or several faces) or the reason it was rejected."""
     w = _worker
+    if w.error is not None:
+        raise w.error
     rel = w.inputs[position]
     timings: dict[str, float] = {}
     clock = time.perf_counter()

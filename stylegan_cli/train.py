@@ -43,6 +43,7 @@ BATCH_DEFAULT = 32
 LR_BY_RES = {128: 0.0015, 256: 0.002, 512: 0.003, 1024: 0.003}
 LR_DEFAULT = 0.001
 CHECKPOINT_FORMAT = "sgan-checkpoint"
+FAKES_CELL = 512
 NETWORK_KEYS = ("arch", "resolution", "fmap_base", "fmap_max")
 
 
@@ -286,6 +287,10 @@ class Trainer:
         self.pl_mean = torch.zeros((), device=env.device)
         self.fixed_z = torch.randn(32, self.G.z_dim, generator=torch.Generator().manual_seed(cfg.seed + 1))
         # torch.compile serves the plain passes; the regularisers' double backward runs eagerly.
+        # Each resolution compiles a few variants (with and without grad, fading or not), so the
+        # recompile limit must cover all levels or dynamo silently falls back to eager.
+        if cfg.compile:
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 128)
         self.synthesis = torch.compile(self.G.synthesis) if cfg.compile else self.G.synthesis
         self.D_plain = torch.compile(self.D) if cfg.compile else self.D
 
@@ -298,7 +303,8 @@ class Trainer:
             "config": asdict(self.cfg), "nimg": self.nimg, "step": self.step, "resolution": res, "alpha": alpha,
             "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
             "G_opt": self.G_opt.state_dict(), "D_opt": self.D_opt.state_dict(), "scaler": self.scaler.state_dict(),
-            "rng": {"latents": self.latents.get_state(), "torch": torch.get_rng_state()},
+            "rng": {"latents": self.latents.get_state(), "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state(self.env.device) if self.env.device.type == "cuda" else None},
             "pl_mean": self.pl_mean.detach().cpu(),
         }
 
@@ -310,8 +316,10 @@ class Trainer:
         self.D_opt.load_state_dict(state["D_opt"])
         self.scaler.load_state_dict(state["scaler"])
         self.latents.set_state(state["rng"]["latents"])
-        if self.env.world == 1:
+        if self.env.world == 1:  # the global generators only draw path-length noise, per process
             torch.set_rng_state(state["rng"]["torch"])
+            if state["rng"]["cuda"] is not None and self.env.device.type == "cuda":
+                torch.cuda.set_rng_state(state["rng"]["cuda"], self.env.device)
         self.pl_mean = state["pl_mean"].to(self.env.device)
         self.nimg, self.step = state["nimg"], state["step"]
 
@@ -429,12 +437,14 @@ class Trainer:
     # -- pictures --
 
     def fakes_grid(self, res: int, alpha: float) -> np.ndarray:
-        """A grid from fixed latents through the moving-average generator, upsampled to the target size."""
+        """A grid from fixed latents through the moving-average generator, each cell shown at the
+        target size (at most FAKES_CELL pixels, so a 1024x1024 run writes a 4096x2048 grid)."""
         with torch.no_grad():
             z = self.fixed_z.to(self.env.device)
             images = self.G_ema.synthesis(self.G_ema.mapping(z).unsqueeze(1).repeat(1, self.G_ema.num_ws, 1), res,
                                           alpha, noise_mode="const")
-            images = torch.nn.functional.interpolate(images.float(), size=self.cfg.resolution, mode="nearest")
+            size = max(res, min(self.cfg.resolution, FAKES_CELL))
+            images = torch.nn.functional.interpolate(images.float(), size=size, mode="nearest")
         arr = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         return image_grid(list(arr), cols=8)
 

@@ -233,3 +233,11 @@ def test_all_faces_gives_one_image_per_face(tmp_path):
         assert result.returncode == 0, result.stderr
         ds = Dataset(tmp_path / faces / "data" / "dataset.lmdb")
         assert [ds.source(i)["face"] for i in range(len(ds))] == list(range(expected))
+
+
+def test_a_detector_that_cannot_start_in_the_workers_fails_fast(tmp_path):
+    """A worker pool would restart a worker whose start-up fails, forever; prep must stop instead."""
+    result = sgan("prep", "ffhq", "--src", FACES, "-r", tmp_path, "--landmarks", "dlib", "--workers", 2,
+                  env={"SGAN_DLIB_LANDMARKS": str(tmp_path / "missing.dat")}, timeout=120)
+    assert result.returncode == 2
+    assert "missing.dat" in result.stderr.splitlines()[-1]

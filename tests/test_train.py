@@ -94,7 +94,7 @@ def test_a_tiny_model_learns_the_data(tmp_path, data):
     """After a short training the samples are much closer to the data than the untrained
     generator's, by the sliced Wasserstein distance between 16x16 images."""
     result = sgan(*train_args(tmp_path, data, "--kimg", 4, "--lod-kimg", 0.5, "--batch", 16, "--lr", 0.003,
-                              "--mirror", "--snap", 4, "--ema-kimg", 0.2), timeout=900)
+                              "--mirror", "--snap", 1, "--keep", 2, "--ema-kimg", 0.2), timeout=900)
     assert result.returncode == 0, result.stderr
     state = final_state(tmp_path)
     torch.manual_seed(0)
@@ -116,6 +116,8 @@ def test_a_tiny_model_learns_the_data(tmp_path, data):
     assert log[-1]["kimg"] == pytest.approx(4.0, abs=0.02) and log[-1]["resolution"] == 16
     assert {"loss_G", "loss_D", "r1", "sec_per_kimg", "img_per_sec", "memory_gib", "alpha", "lr"} <= log[-1].keys()
     assert sorted((tmp_path / "train").glob("fakes-*.png"))
+    assert [p.name for p in sorted((tmp_path / "checkpoints").glob("ckpt-*.pt"))] == ["ckpt-0000003.pt",
+                                                                                       "ckpt-0000004.pt"]
 
 
 def sliced_wasserstein(a: np.ndarray, b: np.ndarray, projections: int = 128) -> float:
@@ -198,3 +200,12 @@ def test_resuming_with_another_architecture_is_refused(tmp_path, data):
     assert sgan(*train_args(tmp_path, data, "--kimg", 0.016, "--batch", 8)).returncode == 0
     other = sgan(*train_args(tmp_path, data, "--kimg", 0.032, "--batch", 8, "--arch", "stylegan2"))
     assert other.returncode == 2 and "--arch stylegan" in other.stderr
+
+
+@pytest.mark.slow
+def test_compiled_training_runs_without_falling_back_to_eager(tmp_path, data):
+    result = sgan(*train_args(tmp_path, data, "--kimg", 0.064, "--lod-kimg", 0.024, "--batch", 8, "--compile"),
+                  timeout=900)
+    assert result.returncode == 0, result.stderr
+    assert "recompile_limit" not in result.stderr
+    assert final_state(tmp_path)["nimg"] == 64
