@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# From a folder of face photos to a trained generator, in one run directory:
+# From a folder of face photos to a trained generator, its samples and a mixing grid, in one run directory:
 #   bash pipelines/end_to_end.sh PHOTOS RUN [RESOLUTION] [KIMG]
 # Every step resumes where it stopped if the script is run again.
 set -euo pipefail
@@ -16,3 +16,5 @@ if [ "$gpus" -gt 1 ]; then
 else
     sgan train -r "$run" --kimg "$kimg" --mirror
 fi
+sgan sample -r "$run" --seeds 0-63 --grid 8x8 --trunc 0.7 --trunc-cutoff 8 --save-latents
+sgan mix -r "$run" --coarse 1,2,3 --fine 4,5,6,7

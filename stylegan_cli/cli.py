@@ -61,13 +61,22 @@ def _root(
     _debug = debug
 
 
-def _mount() -> None:
-    from stylegan_cli import bench, data, prep, train
+# The stages in the order `sgan --help` lists them: a module holds either a Typer `app` (a group
+# of subcommands) or a `command` function (one command named after the module).
+STAGES = ("prep", "data", "train", "sample", "truncate", "mix", "interpolate", "noise", "bench")
 
-    app.add_typer(prep.app, name="prep")
-    app.add_typer(data.app, name="data")
-    app.command("train")(train.train_command)
-    app.add_typer(bench.app, name="bench")
+
+def _mount() -> None:
+    import importlib
+
+    if app.registered_groups or app.registered_commands:
+        return
+    for name in STAGES:
+        module = importlib.import_module(f"stylegan_cli.{name}")
+        if hasattr(module, "app"):
+            app.add_typer(module.app, name=name)
+        else:
+            app.command(name)(module.command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -359,7 +359,7 @@ class SynthesisBlock(nn.Module):
         if self.input is not None:
             x = self.input(ws)
         for i, (layer, w_index) in enumerate(zip(self.layers, self.w_index)):
-            x = layer(x, ws[:, w_index], noise_mode, None if noise is None else noise[i])
+            x = layer(x, ws[:, w_index], noise_mode, None if not noise else noise[i])
         return x
 
     def rgb(self, x: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:

@@ -21,14 +21,11 @@ os.umask(_UMASK)
 
 
 def resolve_run(run: Path | None) -> Path:
-    """`-r/--run`, else `$SGAN_RUN`, else the current directory; created if missing."""
+    """`-r/--run`, else `$SGAN_RUN`, else the current directory. Created by the first stage
+    that writes into it, so a mistyped path given to a reading stage leaves nothing behind."""
     path = run if run is not None else Path(os.environ.get("SGAN_RUN") or ".")
     if path.exists() and not path.is_dir():
         raise UsageError(f"The run directory {path} is a file, not a directory.")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise SganError(f"Cannot create the run directory {path}: {e.strerror}.") from e
     return path
 
 
@@ -81,6 +78,10 @@ def stage(run_dir: Path) -> Iterator[StageRecord]:
     """Appends one line to RUN/history.jsonl when the stage ends, however it ends."""
     record = StageRecord()
     start = time.time()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SganError(f"Cannot create the run directory {run_dir}: {e.strerror}.") from e
     status = 0
     try:
         yield record

@@ -565,7 +565,7 @@ def _param_count(module: torch.nn.Module) -> int:
 
 
 def build_config(resolution, arch, fmap_base, fmap_max, kimg, lod_kimg, progressive, batch, lr, loss, gamma, r1_every,
-                 pl_weight, mixing, mirror, ema_kimg, precision, compile_, seed, snap, tick, image_ticks, keep,
+                 pl_weight, pl_every, mixing, mirror, ema_kimg, precision, compile_, seed, snap, tick, image_ticks, keep,
                  workers, data_path, device) -> TrainConfig:
     if precision is None:
         precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
@@ -578,6 +578,7 @@ def build_config(resolution, arch, fmap_base, fmap_max, kimg, lod_kimg, progress
     return TrainConfig(
         resolution=resolution, arch=arch, fmap_base=fmap_base, fmap_max=fmap_max, kimg=kimg, lod_kimg=lod_kimg,
         progressive=progressive, batch=batch, lr=lr, loss=loss, gamma=gamma, r1_every=r1_every, pl_weight=pl_weight,
+        pl_every=pl_every,
         mixing=mixing, mirror=mirror, ema_kimg=ema_kimg, precision=precision, compile=compile_, seed=seed, snap_kimg=snap,
         tick_kimg=tick, image_ticks=image_ticks, keep=keep, data=str(data_path), workers=workers,
     )
@@ -589,7 +590,7 @@ def _check_power_of_two(value: Optional[int]) -> Optional[int]:
     return value
 
 
-def train_command(
+def command(
     run: RunOption = None,
     data: DataOption = None,
     resolution: Annotated[Optional[int], typer.Option("--resolution", callback=_check_power_of_two, show_default=False,
@@ -614,6 +615,8 @@ def train_command(
                                                     "minibatches (default 1; 16 for stylegan2).")] = None,
     pl_weight: Annotated[Optional[float], typer.Option("--pl-weight", min=0, show_default=False, help="Path-length "
                                                        "regularisation weight (default 0; 2 for stylegan2).")] = None,
+    pl_every: Annotated[int, typer.Option("--pl-every", min=1, help="Apply path-length regularisation every N "
+                                                                    "minibatches.")] = 4,
     mixing: Annotated[Optional[float], typer.Option("--mixing", min=0, max=1, show_default=False, help="Share of "
                                                     "images generated from two latents (default 0.9; 0 for pggan).")] = None,
     mirror: Annotated[bool, typer.Option("--mirror", help="Flip half the real images left-right.")] = False,
@@ -644,7 +647,7 @@ def train_command(
         raise UsageError(f"--resolution {resolution} is above the dataset's largest level, "
                          f"{dataset.resolutions[-1]}x{dataset.resolutions[-1]}.")
     cfg = build_config(resolution, arch.value, fmap_base, fmap_max, kimg, lod_kimg, progressive, batch, lr,
-                       loss.value, gamma, r1_every, pl_weight, mixing, mirror, ema_kimg,
+                       loss.value, gamma, r1_every, pl_weight, pl_every, mixing, mirror, ema_kimg,
                        precision.value if precision else None,
                        compile_, seed, snap, tick, image_ticks, keep, workers, data_path.resolve(), env.device)
     trainer = Trainer(cfg, run_dir, dataset, env)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from stylegan_cli import cli
 
 REPO = Path(__file__).resolve().parent.parent
 FACES = REPO / "examples" / "faces-frl"
@@ -21,6 +24,17 @@ def sgan(*args, cwd: Path | None = None, env: dict | None = None, timeout: float
         [sys.executable, "-m", "stylegan_cli", *map(str, args)],
         cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
     )
+
+
+def sgan_here(capsys, *args, stdin: bytes = b"") -> tuple[int, str, str]:
+    """Runs the CLI's entry point inside the test process, without an interpreter's start-up (fast,
+    for checks that fail early): (exit status, stdout, stderr), with `stdin` as standard input."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
 
 
 def pupils(tem: Path):
@@ -42,3 +56,13 @@ def prepped(tmp_path_factory) -> Path:
                   "--workers", 1)
     assert result.returncode == 0, result.stderr
     return run
+
+
+@pytest.fixture(scope="session")
+def trained(prepped) -> Path:
+    """The prepped run after a tiny progressive training at 16x16 (8x8 then 16x16), so that
+    it has a checkpoint for the synthesis stages; 4 style layers per resolution pair, 6 in all."""
+    result = sgan("train", "-r", prepped, "--resolution", 16, "--fmap-base", 128, "--fmap-max", 32, "--kimg", 0.128,
+                  "--lod-kimg", 0.032, "--batch", 8, "--workers", 0, "--snap", 1)
+    assert result.returncode == 0, result.stderr
+    return prepped

@@ -209,3 +209,17 @@ def test_compiled_training_runs_without_falling_back_to_eager(tmp_path, data):
     assert result.returncode == 0, result.stderr
     assert "recompile_limit" not in result.stderr
     assert final_state(tmp_path)["nimg"] == 64
+
+
+@pytest.mark.parametrize("extra", [
+    ["--arch", "pggan"],
+    ["--arch", "stylegan2", "--r1-every", 2, "--pl-every", 2],
+    ["--loss", "wgan-gp"],
+])
+def test_every_architecture_and_loss_trains_through_a_fade(tmp_path, data, extra):
+    result = sgan(*train_args(tmp_path, data, "--kimg", 0.08, "--lod-kimg", 0.016, "--batch", 8, *extra))
+    assert result.returncode == 0, result.stderr
+    log = [json.loads(line) for line in (tmp_path / "train" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["resolution"] == 16 and all(np.isfinite(line["loss_G"]) for line in log)
+    terms = set().union(*log)
+    assert ("pl" in terms) == ("stylegan2" in extra) and ("gp" in terms) == ("wgan-gp" in extra)
