@@ -632,7 +632,7 @@ def command(
     keep: Annotated[Optional[int], typer.Option("--keep", min=1, show_default=False,
                                                 help="Keep only the newest N checkpoints (default: all).")] = None,
     workers: Annotated[int, typer.Option("--workers", min=0, help="Data-loading processes per GPU.")] = 2,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the configuration and parameter counts, "
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the configuration and parameter counts (JSON), "
                                                             "then exit.")] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -657,7 +657,7 @@ def command(
             "D": _param_count(trainer.D)},
             "num_ws": trainer.G.num_ws, "levels": levels(cfg, trainer.G.start_resolution),
             "processes": env.world, "device": str(env.device)}
-        results([], summary) if as_json else err.print_json(data=summary)
+        results([], summary)  # the configuration is the result, so JSON either way
         return
     latest = checkpoint.latest(run_dir)
     if latest is not None:
@@ -675,6 +675,7 @@ def command(
     with rundir.stage(run_dir) if env.main else contextlib.nullcontext(rundir.StageRecord()) as record:
         saved = train_loop(trainer, record)
         if env.main:
-            results(saved[-1:])
+            results(saved[-1:], {"checkpoint": str(saved[-1]) if saved else None, "kimg": trainer.nimg / 1000}
+                    if as_json else None)
     if env.world > 1:
         dist.destroy_process_group()
