@@ -152,14 +152,14 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return (images.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def save_latents(path: Path, labels: list[str], ws: torch.Tensor, zs: list[np.ndarray | None]) -> Path:
+def save_latents(path: Path, latents: list[Latent], ws: torch.Tensor) -> Path:
     """An .npz with w (N, num_ws, w_dim), z (N, z_dim) where every latent had one, and seeds where
-    the labels are seeds: what `file.npz[:i]` and `-` read back."""
+    every latent had one: what `file.npz[:i]` and `-` read back."""
     arrays = {"w": ws.cpu().numpy().astype(np.float32)}
-    if all(z is not None for z in zs):
-        arrays["z"] = np.stack(zs).astype(np.float64)
-    if all(label.startswith("seed") for label in labels):
-        arrays["seeds"] = np.array([int(label[4:]) for label in labels], np.int64)
+    if all(latent.z is not None for latent in latents):
+        arrays["z"] = np.stack([latent.z for latent in latents]).astype(np.float64)
+    if all(latent.seed is not None for latent in latents):
+        arrays["seeds"] = np.array([latent.seed for latent in latents], np.int64)
     with rundir.atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)

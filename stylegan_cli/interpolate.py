@@ -57,16 +57,18 @@ def schedule(keyframes: int, steps: int, loop: bool) -> list[tuple[int, int, flo
     return frames if loop else frames + [(keyframes - 1, keyframes - 1, 0.0)]
 
 
-def _frame_ws(G, keys: list[Latent], frames: list[tuple[int, int, float]], space: Space) -> tuple[torch.Tensor, list]:
-    """(frames, num_ws, w_dim) styles and the z of each frame (None in W)."""
+def _frame_ws(G, keys: list[Latent], frames: list[tuple[int, int, float]],
+              space: Space) -> tuple[torch.Tensor, list[Latent]]:
+    """(frames, num_ws, w_dim) styles, and each frame as a Latent (with its z when in Z)."""
     if space is Space.w:
         key_ws = to_ws(G, keys)
-        return torch.stack([torch.lerp(key_ws[a], key_ws[b], t) for a, b, t in frames]), [None] * len(frames)
+        return (torch.stack([torch.lerp(key_ws[a], key_ws[b], t) for a, b, t in frames]),
+                [Latent(f"frame{i:05d}") for i in range(len(frames))])
     missing = [k.label for k in keys if k.z is None]
     if missing:
         raise UsageError(f"--space z interpolates z, but {missing[0]} has only a w; use --space w.")
-    zs = [slerp(keys[a].z, keys[b].z, t) for a, b, t in frames]
-    return to_ws(G, [Latent(f"frame{i:05d}", z=z) for i, z in enumerate(zs)]), zs
+    latents = [Latent(f"frame{i:05d}", z=slerp(keys[a].z, keys[b].z, t)) for i, (a, b, t) in enumerate(frames)]
+    return to_ws(G, latents), latents
 
 
 def _gif(frames: np.ndarray, fps: int) -> bytes:
@@ -138,7 +140,7 @@ and an MP4 left by an earlier run that this one does not replace are removed.
         if len(keys) < 2:
             raise UsageError(f"Interpolation needs at least two keyframes; got {len(keys)}.")
         frames = schedule(len(keys), steps, loop)
-        ws, zs = _frame_ws(G, keys, frames, space)
+        ws, frame_latents = _frame_ws(G, keys, frames, space)
         images = synthesize(G, truncate(G, ws, trunc, trunc_cutoff), batch, noise_mode.value,
                             [noise_seed(keys[0])] * len(frames), description="interpolate")
 
@@ -156,7 +158,7 @@ and an MP4 left by an earlier run that this one does not replace are removed.
         written_mp4 = ffmpeg is not None and _mp4(mp4, images, fps, ffmpeg)
         if not written_mp4:
             mp4.unlink(missing_ok=True)
-        npz = save_latents(out / "latents.npz", [f"frame{i:05d}" for i in range(len(frames))], ws, zs)
+        npz = save_latents(out / "latents.npz", frame_latents, ws)
         record.outputs += [*map(str, paths), str(gif), *([str(mp4)] if written_mp4 else []), str(npz)]
         summary = {
             "checkpoint": str(loaded.ckpt), "kimg": loaded.kimg, "keyframes": [k.label for k in keys],

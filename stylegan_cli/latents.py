@@ -53,11 +53,16 @@ def z_from_seed(seed: int, z_dim: int) -> np.ndarray:
 
 @dataclass
 class Latent:
-    """One latent input: a z, a w, or both, and a label for file names."""
+    """One latent input: a z, a w, or both, a label for file names, and its seed when it has one."""
 
     label: str
     z: np.ndarray | None = None  # (z_dim,)
     w: np.ndarray | None = None  # (w_dim,) or (num_ws, w_dim)
+    seed: int | None = None
+
+
+def seed_latent(seed: int, z_dim: int) -> Latent:
+    return Latent(label=f"seed{seed:04d}", z=z_from_seed(seed, z_dim), seed=seed)
 
 
 def parse_latents(text: str, z_dim: int, stdin=None) -> list[Latent]:
@@ -75,7 +80,7 @@ def parse_latents(text: str, z_dim: int, stdin=None) -> list[Latent]:
                 raise UsageError(f"{text!r}: write file.npz:N to pick row N.")
             row = int(index[1:])
         return _from_npz(path.read_bytes(), path.name, row)
-    return [Latent(label=f"seed{s:04d}", z=z_from_seed(s, z_dim)) for s in parse_seeds(text)]
+    return [seed_latent(s, z_dim) for s in parse_seeds(text)]
 
 
 def _read_stdin(stream) -> bytes:
@@ -108,4 +113,5 @@ def _from_npz(data: bytes, name: str, row: int | None) -> list[Latent]:
         raise UsageError(f"{name} has {n} latents; index {row} is out of range.")
     return [Latent(label=f"seed{int(seeds[i]):04d}" if seeds is not None else f"{Path(name).stem}-{i}",
                    z=None if z is None else np.asarray(z[i], np.float64),
-                   w=None if w is None else np.asarray(w[i], np.float32)) for i in rows]
+                   w=None if w is None else np.asarray(w[i], np.float32),
+                   seed=None if seeds is None else int(seeds[i])) for i in rows]

@@ -13,7 +13,6 @@ rows (its unmixed sources down the left edge), the finer the columns (its source
 from __future__ import annotations
 
 import io
-import re
 from typing import Annotated, Optional
 
 import numpy as np
@@ -87,7 +86,7 @@ def _axes(named: list[str], counts: dict[str, int]) -> tuple[str, str]:
 
 def noise_seed(latent: Latent) -> int:
     """A seed's own number, so that random noise matches `sgan sample`; 0 for latents without one."""
-    return int(latent.label[4:]) if re.fullmatch(r"seed\d+", latent.label) else 0
+    return latent.seed if latent.seed is not None else 0
 
 
 def command(

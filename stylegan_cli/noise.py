@@ -29,7 +29,7 @@ from stylegan_cli.console import err, results
 from stylegan_cli.errors import UsageError
 from stylegan_cli.generate import BatchOption, CkptOption
 from stylegan_cli.grid import image_grid, save_png
-from stylegan_cli.latents import Latent, parse_seeds, z_from_seed
+from stylegan_cli.latents import parse_seeds, seed_latent
 from stylegan_cli.networks import Generator
 
 STD_SCALE = 4  # NVIDIA's draw_noise_detail_figure: std (0-255 units) x 4
@@ -78,7 +78,7 @@ def command(
             err.print(f"Note: with --fine-from {fine_from}, this {G.resolution}x{G.resolution} generator has no "
                       f"{p.value} noise inputs, so '{p.value}' adds no noise.")
     with rundir.stage(run_dir) as record:
-        latents = [Latent(label=f"seed{s:04d}", z=z_from_seed(s, G.z_dim)) for s in seeds]
+        latents = [seed_latent(s, G.z_dim) for s in seeds]
         ws = generate.to_ws(G, latents)
         out = run_dir / "noise"
         figures = []
@@ -100,7 +100,7 @@ def command(
                                 "figure": str(figure), "std": str(std_path), "mean_std": float(std.mean())})
             if len(rows) > 1:
                 record.outputs.append(str(save_png(out / f"seed{s:04d}-layers.png", image_grid(rows, cols=1))))
-        npz = generate.save_latents(out / "latents.npz", [lat.label for lat in latents], ws, [lat.z for lat in latents])
+        npz = generate.save_latents(out / "latents.npz", latents, ws)
         record.outputs.append(str(npz))
         summary = {"outputs": record.outputs, "checkpoint": str(loaded.ckpt), "kimg": loaded.kimg, "n": n,
                    "fine_from": fine_from, "figures": figures, "latents": str(npz)}

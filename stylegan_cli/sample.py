@@ -56,15 +56,14 @@ def command(
     with rundir.stage(run_dir) as record:
         raw = generate.to_ws(G, latents)
         ws = generate.truncate(G, raw, trunc, trunc_cutoff)
-        noise_seeds = [int(l.label[4:]) if l.label.startswith("seed") else i for i, l in enumerate(latents)]
+        noise_seeds = [l.seed if l.seed is not None else i for i, l in enumerate(latents)]
         images = generate.synthesize(G, ws, batch, noise_mode.value, noise_seeds=noise_seeds, description="sample")
         for latent, image in zip(latents, images):
             record.outputs.append(str(save_png(out / f"{latent.label}.png", image)))
         if shape is not None:
             record.outputs.append(str(save_png(out / "grid.png", image_grid(list(images), cols=shape[0]))))
         if save_latents:
-            record.outputs.append(str(generate.save_latents(out / "latents.npz", [l.label for l in latents], raw,
-                                                            [l.z for l in latents])))
+            record.outputs.append(str(generate.save_latents(out / "latents.npz", latents, raw)))
         err.print(f"{len(images)} images at {G.resolution}x{G.resolution} from {loaded.ckpt} (kimg {loaded.kimg:.1f}).")
         results(record.outputs, {"outputs": record.outputs, "checkpoint": str(loaded.ckpt), "kimg": loaded.kimg}
                 if as_json else None)

@@ -26,7 +26,7 @@ from stylegan_cli.console import err, progress, results
 from stylegan_cli.errors import UsageError
 from stylegan_cli.generate import BatchOption, CkptOption, CutoffOption, NoiseMode, NoiseOption
 from stylegan_cli.grid import image_grid, save_png
-from stylegan_cli.latents import Latent, parse_floats, parse_seeds, z_from_seed
+from stylegan_cli.latents import parse_floats, parse_seeds, seed_latent
 from stylegan_cli.networks import Generator
 
 FIGURE8_PSI = "1,0.7,0.5,0,-0.5,-1"
@@ -118,7 +118,7 @@ def cell_name(seed: int, psi: float) -> str:
 def _sweep(G: Generator, seeds: list[int], psis: list[float], cutoff: int | None, noise_mode: str, batch: int,
            out: Path, outputs: list[str]) -> dict:
     """Renders the seeds x psis grid, row-major; a row's cells share the noise of its seed."""
-    latents = [Latent(label=f"seed{s:04d}", z=z_from_seed(s, G.z_dim)) for s in seeds]
+    latents = [seed_latent(s, G.z_dim) for s in seeds]
     ws = generate.to_ws(G, latents)
     cells = torch.stack([generate.truncate(G, ws, p, cutoff) for p in psis], dim=1).flatten(0, 1)
     images = generate.synthesize(G, cells, batch, noise_mode, noise_seeds=[s for s in seeds for _ in psis],
@@ -131,7 +131,7 @@ def _sweep(G: Generator, seeds: list[int], psis: list[float], cutoff: int | None
         path = save_png(out / cell_name(seed, p), image)
         outputs.append(str(path))
         files.append({"seed": seed, "psi": p, "path": str(path)})
-    npz = generate.save_latents(out / "latents.npz", [lat.label for lat in latents], ws, [lat.z for lat in latents])
+    npz = generate.save_latents(out / "latents.npz", latents, ws)
     outputs.append(str(npz))
     return {"grid": str(grid), "rows": seeds, "columns": psis, "trunc_cutoff": cutoff, "cells": files,
             "latents": str(npz)}

@@ -86,3 +86,13 @@ def test_json_names_the_checkpoint(trained):
     assert result.returncode == 0
     doc = json.loads(result.stdout)
     assert doc["checkpoint"].endswith(".pt") and doc["outputs"][0].endswith("seed0001.png")
+
+
+def test_latents_without_seeds_render_whatever_their_file_is_called(trained, tmp_path):
+    """Labels are for file names only: a file named seed... without a seeds array is no seed."""
+    np.savez(tmp_path / "seedlings.npz", z=np.random.RandomState(0).randn(2, 512))
+    result = sgan("sample", "-r", trained, "--seeds", tmp_path / "seedlings.npz", "--save-latents")
+    assert result.returncode == 0, result.stderr
+    assert (trained / "samples" / "seedlings-1.png").is_file()
+    with np.load(trained / "samples" / "latents.npz") as npz:
+        assert "seeds" not in npz.files and npz["z"].shape == (2, 512)
