@@ -358,6 +358,13 @@ class Trainer:
         gen = torch.Generator(self.env.device).manual_seed(seed)
         return [self._share(n) for n in self.G.make_noise(batch, res, generator=gen, device=self.env.device)]
 
+    def _optimise(self, net: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        """One optimiser step on `loss`, gradients averaged across processes (loss scaling for fp16)."""
+        opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.env.average_grads(net)
+        self.scaler.step(opt)
+
     def iteration(self, reals_u8: torch.Tensor, res: int, alpha: float) -> dict:
         cfg, env, G, D = self.cfg, self.env, self.G, self.D
         batch = batch_size(cfg, res)
@@ -391,10 +398,7 @@ class Trainer:
                 gp = gradient_penalty(D, reals, fakes, res, alpha, generator=self.latents)
             stats["gp"] = gp.detach()
             loss = loss + gp
-        self.D_opt.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        env.average_grads(D)
-        self.scaler.step(self.D_opt)
+        self._optimise(D, self.D_opt, loss)
 
         # G step.
         pl_now = cfg.pl_weight > 0 and self.step % cfg.pl_every == 0
@@ -415,10 +419,7 @@ class Trainer:
                     cfg.pl_every, noise=self._noise(pl_batch, res), reduce=env.mean)
             stats["pl"] = penalty.detach()
             loss = loss + penalty
-        self.G_opt.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        env.average_grads(G)
-        self.scaler.step(self.G_opt)
+        self._optimise(G, self.G_opt, loss)
         self.scaler.update()
 
         # Moving averages: w (for truncation) and the generator's weights (half-life ema_kimg).
