@@ -51,6 +51,9 @@ class Loaded:
     ckpt: Path
     kimg: float
     device: torch.device
+    config: dict  # the training configuration (train.TrainConfig as a dict)
+    resolution: int  # the resolution and fade-in training had reached
+    alpha: float
 
 
 def load_generator(run_dir: Path, ckpt: Path | None) -> Loaded:
@@ -69,7 +72,9 @@ def load_generator(run_dir: Path, ckpt: Path | None) -> Loaded:
     if side.is_file():
         G.w_avg.copy_(torch.from_numpy(np.load(side, allow_pickle=False)))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return Loaded(G=G.eval().requires_grad_(False).to(device), ckpt=path, kimg=state["nimg"] / 1000, device=device)
+    return Loaded(G=G.eval().requires_grad_(False).to(device), ckpt=path, kimg=state["nimg"] / 1000, device=device,
+                  config=cfg, resolution=int(state.get("resolution", G.resolution)),
+                  alpha=float(state.get("alpha", 1.0)))
 
 
 def to_ws(G: Generator, latents: list[Latent]) -> torch.Tensor:

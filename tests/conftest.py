@@ -43,6 +43,14 @@ def pupils(tem: Path):
     return [tuple(map(float, lines[i].split())) for i in (1, 2)]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory) -> Path:
+    """A fresh sgan user cache (weights, dataset statistics) for the session, in-process and in subprocesses."""
+    path = tmp_path_factory.mktemp("sgan-cache")
+    os.environ["SGAN_CACHE"] = str(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def faces_dir() -> Path:
     return FACES
