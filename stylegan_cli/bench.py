@@ -1,5 +1,9 @@
 """`sgan bench`: speed figures for BENCHMARKS.md, measured the same way every time.
 
+`bench train`, `bench generate` and `bench data` time the trainer's iteration, generation and the
+LMDB loader after a warm-up, with device synchronisation (DESIGN.md §8); FLOPs are counted by
+torch's FlopCounterMode on the same work run eagerly.
+
 `bench prep` times FFHQ's reference alignment (decode, `align_exact`, PNG at PIL's default
 compression, as NVIDIA's download_ffhq.py does per photo) against sgan's per-photo work (decode,
 `align_fast`, every level encoded), on one core and on all cores, with identical landmarks, and
@@ -10,24 +14,29 @@ from __future__ import annotations
 
 import io
 import multiprocessing
+import resource
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import cv2
 import numpy as np
+import torch
 import typer
 from PIL import Image
 from rich.console import Console
 from rich.table import Table
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
-from stylegan_cli import align
-from stylegan_cli.cli import JsonOption
+from stylegan_cli import align, rundir, train
+from stylegan_cli.cli import DataOption, JsonOption, RunOption
 from stylegan_cli.console import err, results
-from stylegan_cli.dataset import build_levels, encode_level
+from stylegan_cli.dataset import Dataset, build_levels, encode_level
 from stylegan_cli.errors import UsageError
 from stylegan_cli.images import list_images, load_rgb
 from stylegan_cli.landmarks import load_landmarks_file, make_detector
+from stylegan_cli.networks import Generator
 
 app = typer.Typer(help="Measure speed: figures for BENCHMARKS.md.", no_args_is_help=True)
 
@@ -118,9 +127,194 @@ def bench_prep(
     }
     if detect_rate is not None:  # landmarks were found by a detector, not read from a file
         figures[f"landmarks_{landmarks}_img_per_s_1core"] = round(detect_rate, 3)
-    table = Table(title="sgan bench prep", show_header=False)
+    _print_figures("sgan bench prep", figures, as_json)
+
+
+# --- GPU speed: training steps, generation, the loader -------------------------------------------
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_memory_gib(device: torch.device) -> float:
+    """Peak GPU memory allocated by tensors, or the process's peak resident memory on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+class _FlopCounter(TorchDispatchMode):
+    """Adds up the FLOPs of every operation torch's flop formulas know (matmuls, convolutions and
+    their gradients). Unlike FlopCounterMode it tracks no modules, so double backward (R1, path
+    length) is counted too."""
+
+    def __init__(self):
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.total += formula(*args, **kwargs, out_val=out)
+        return out
+
+
+def _count_flops(fn) -> int:
+    """Floating-point operations of the matrix multiplications and convolutions `fn` runs (eagerly)."""
+    with _FlopCounter() as counter:
+        fn()
+    return counter.total
+
+
+def _sig(x: float) -> float:
+    """x to 4 significant digits: small CPU figures stay readable, large GPU ones are not padded."""
+    return float(f"{x:.4g}")
+
+
+def _print_figures(title: str, figures: dict, as_json: bool) -> None:
+    table = Table(title=title, show_header=False)
     for key, value in figures.items():
         table.add_row(key, str(value))
     Console(stderr=True).print(table)
     if as_json:
         results([], figures)
+
+
+@app.command("train")
+def bench_train(
+    resolution: Annotated[int, typer.Option("--resolution", help="Training resolution (fixed; no fade).")] = 256,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Minibatch.")] = 32,
+    arch: Annotated[train.Arch, typer.Option("--arch", help="Generator architecture.")] = train.Arch.stylegan,
+    precision: Annotated[Optional[train.Precision], typer.Option("--precision", show_default=False,
+                                                                 help="Default: as `sgan train` chooses.")] = None,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile G and D, as `sgan train --compile`.")] = False,
+    fmap_base: Annotated[int, typer.Option("--fmap-base", min=16, help="Capacity, as for `sgan train`.")] = 8192,
+    fmap_max: Annotated[int, typer.Option("--fmap-max", min=1, help="Most feature maps in any layer.")] = 512,
+    r1_every: Annotated[Optional[int], typer.Option("--r1-every", min=1, show_default=False,
+                                                    help="R1 every N steps (default as `sgan train`).")] = None,
+    iters: Annotated[int, typer.Option("--iters", min=1, help="Timed iterations, rounded up to whole "
+                                                              "regularisation periods.")] = 16,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed iterations first (compilation, "
+                                                                "cuDNN autotuning).")] = 8,
+    as_json: JsonOption = False,
+) -> None:
+    """Steady-state training speed: s/kimg, img/s, peak memory and achieved TFLOP/s of the trainer's own
+    iteration (a D step and a G step, R1 and path length at their schedule) on synthetic reals."""
+    device = _device()
+    env = train.Dist(device=device)
+    cfg = train.build_config(resolution, arch.value, fmap_base, fmap_max, 1e9, 1e9, False, batch, None, "r1", 10.0,
+                             r1_every, None, 4, None, False, 10.0, precision.value if precision else None, compile_,
+                             0, 1e9, 1e9, 1, None, 0, "", device)
+    # The trainer needs only the dataset's size here: the loader is measured by `bench data`.
+    trainer = train.Trainer(cfg, Path("."), range(batch), env)
+    period = max(cfg.r1_every, cfg.pl_every if cfg.pl_weight > 0 else 1)
+    iters = -(-iters // period) * period
+    reals = torch.randint(0, 256, (batch, 3, resolution, resolution), dtype=torch.uint8, device=device)
+    step = lambda: trainer.iteration(reals, resolution, 1.0)  # noqa: E731
+    err.print(f"{arch.value} {resolution}x{resolution}, batch {batch}, {cfg.precision}"
+              f"{', compiled' if compile_ else ''} on {device}: {warmup} warm-up + {iters} timed iterations")
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    for _ in range(iters):
+        step()
+    _sync(device)
+    seconds = (time.perf_counter() - start) / iters
+    compiled = trainer.synthesis, trainer.D_plain
+    trainer.synthesis, trainer.D_plain = trainer.G.synthesis, trainer.D  # FLOPs are counted eagerly
+    flops = _count_flops(lambda: [step() for _ in range(period)]) / period
+    trainer.synthesis, trainer.D_plain = compiled
+    _print_figures("sgan bench train", {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "arch": arch.value, "resolution": resolution, "batch": batch, "precision": cfg.precision,
+        "compile": compile_, "r1_every": cfg.r1_every, "pl_every": cfg.pl_every if cfg.pl_weight > 0 else None,
+        "iterations": iters, "s_per_kimg": _sig(seconds / batch * 1000), "img_per_s": _sig(batch / seconds),
+        "peak_memory_gib": _sig(_peak_memory_gib(device)), "gflop_per_iteration": _sig(flops / 1e9),
+        "tflop_per_s": _sig(flops / seconds / 1e12),
+    }, as_json)
+
+
+@app.command("generate")
+def bench_generate(
+    resolution: Annotated[int, typer.Option("--resolution", help="Output resolution.")] = 1024,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Images per forward pass.")] = 32,
+    arch: Annotated[train.Arch, typer.Option("--arch", help="Generator architecture.")] = train.Arch.stylegan,
+    precision: Annotated[train.Precision, typer.Option("--precision", help="Autocast dtype.")] = train.Precision.fp32,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the synthesis network.")] = False,
+    fmap_base: Annotated[int, typer.Option("--fmap-base", min=16, help="Capacity, as for `sgan train`.")] = 8192,
+    fmap_max: Annotated[int, typer.Option("--fmap-max", min=1, help="Most feature maps in any layer.")] = 512,
+    iters: Annotated[int, typer.Option("--iters", min=1, help="Timed batches.")] = 20,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed batches first.")] = 5,
+    as_json: JsonOption = False,
+) -> None:
+    """Generation speed: z -> mapping -> synthesis -> uint8 images on the device, in img/s."""
+    device = _device()
+    G = Generator(arch.value, resolution, fmap_base=fmap_base, fmap_max=fmap_max).eval().requires_grad_(False)
+    G.to(device)
+    synthesis = torch.compile(G.synthesis) if compile_ else G.synthesis
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision.value)
+
+    def generate(synth=synthesis) -> torch.Tensor:
+        with torch.no_grad(), torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            z = torch.randn(batch, G.z_dim, device=device)
+            img = synth(G.mapping(z).unsqueeze(1).repeat(1, G.num_ws, 1), noise_mode="random")
+            return (img.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+    for _ in range(warmup):
+        generate()
+    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    for _ in range(iters):
+        generate()
+    _sync(device)
+    seconds = (time.perf_counter() - start) / iters
+    flops = _count_flops(lambda: generate(G.synthesis))
+    _print_figures("sgan bench generate", {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "arch": arch.value, "resolution": resolution, "batch": batch, "precision": precision.value,
+        "compile": compile_, "img_per_s": _sig(batch / seconds), "ms_per_batch": _sig(seconds * 1000),
+        "peak_memory_gib": _sig(_peak_memory_gib(device)), "gflop_per_image": _sig(flops / batch / 1e9),
+        "tflop_per_s": _sig(flops / seconds / 1e12),
+    }, as_json)
+
+
+@app.command("data")
+def bench_data(
+    run: RunOption = None,
+    data: DataOption = None,
+    workers: Annotated[int, typer.Option("--workers", min=0, help="Loader processes, as `sgan train --workers`.")] = 2,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Images per batch.")] = 32,
+    batches: Annotated[int, typer.Option("--batches", min=1, help="Timed batches per resolution.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """Images per second the training loader delivers from the LMDB at every resolution, with
+    `--workers` processes, pinned memory on GPU machines, and the trainer's shuffling and mirroring."""
+    run_dir = rundir.resolve_run(run)
+    dataset = Dataset(data if data is not None else run_dir / "data" / "dataset.lmdb")
+    stream = train.ImageStream(len(dataset), 0, mirror=True)
+    pin = torch.cuda.is_available()
+    figures: dict = {"dataset": str(dataset.path), "images": len(dataset), "workers": workers, "batch": batch}
+    for res in dataset.resolutions:
+        if res < 8:
+            continue
+        loader = train.real_batches(dataset, stream, res, 0, batch, 0, 1, workers, pin)
+        next(loader)  # workers started, first batches in flight
+        start = time.perf_counter()
+        for _ in range(batches):
+            next(loader)
+        figures[f"img_per_s_{res}"] = round(batches * batch / (time.perf_counter() - start), 1)
+        del loader
+    _print_figures("sgan bench data", figures, as_json)

@@ -288,10 +288,9 @@ class Evaluator:
         if kind == "swd":
             from stylegan_cli.swd import sliced_wasserstein
 
-            n_real = min(metric.count, self.real.count)
-            by_level = sliced_wasserstein(self.real.batches(n_real, self.batch),
-                                          self.fake.batches(metric.count, self.batch), seed=self.seed,
-                                          device=self.device)
+            n = min(metric.count, self.real.count)  # SWD compares sets of equal size
+            by_level = sliced_wasserstein(self.real.batches(n, self.batch), self.fake.batches(n, self.batch),
+                                          seed=self.seed, device=self.device)
             out = {f"{metric.name}_{res}": value for res, value in by_level.items()}
             return {metric.name: float(np.mean(list(by_level.values()))), **out}
         if kind == "msssim":

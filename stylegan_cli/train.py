@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import datetime
 import json
 import math
 import os
 import resource
 import signal
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -29,6 +30,7 @@ import torch.distributed as dist
 import typer
 
 from stylegan_cli import __version__, checkpoint, rundir
+from stylegan_cli import metrics as metrics_lib
 from stylegan_cli.cli import DataOption, JsonOption, RunOption
 from stylegan_cli.console import err, results
 from stylegan_cli.dataset import Dataset
@@ -94,6 +96,8 @@ class TrainConfig:
     keep: int | None = None
     data: str = ""
     workers: int = 2
+    metrics: list[str] = field(default_factory=list)
+    metrics_kimg: float | None = None  # None: at every snapshot
 
     def network(self) -> dict:
         return {k: getattr(self, k) for k in NETWORK_KEYS}
@@ -249,7 +253,8 @@ def init_distributed() -> Dist:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # Long enough for the other ranks to wait at a barrier while rank 0 computes metrics.
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=2))
     return Dist(rank=dist.get_rank() if world > 1 else 0, world=world, device=device)
 
 
@@ -505,6 +510,8 @@ def train_loop(trainer: Trainer, record: rundir.StageRecord) -> list[Path]:
     previous = {s: signal.signal(s, lambda signum, frame: stop.update(signal=signum)) for s in _STOP_SIGNALS}
     saved: list[Path] = []
     last_saved = {"nimg": -1 if checkpoint.latest(run_dir) is None else trainer.nimg}
+    metrics_images = int((cfg.metrics_kimg or cfg.snap_kimg) * 1000)
+    next_metrics = (trainer.nimg // metrics_images + 1) * metrics_images
 
     def save(reason: str) -> None:
         if env.main and last_saved["nimg"] != trainer.nimg:
@@ -548,6 +555,10 @@ def train_loop(trainer: Trainer, record: rundir.StageRecord) -> list[Path]:
             if trainer.nimg >= next_snap:
                 save("snapshot")
                 next_snap += snap_images
+            if cfg.metrics and (trainer.nimg >= next_metrics or trainer.nimg >= total) and not stop["signal"]:
+                save("metrics")
+                evaluate(trainer, res, alpha, checkpoint.latest(run_dir))
+                next_metrics = (trainer.nimg // metrics_images + 1) * metrics_images
         save(f"stopped by {signal.Signals(stop['signal']).name}" if stop["signal"] else "final")
     finally:
         for s, handler in previous.items():
@@ -556,6 +567,24 @@ def train_loop(trainer: Trainer, record: rundir.StageRecord) -> list[Path]:
         err.print(f"Stopped at kimg {trainer.nimg / 1000:.3f}; run the same command again to resume.")
         raise SystemExit(128 + stop["signal"])
     return saved
+
+
+def evaluate(trainer: Trainer, res: int, alpha: float, ckpt: Path | None) -> None:
+    """`--metrics` during training: rank 0 evaluates the moving-average generator of the checkpoint
+    just saved and appends to RUN/metrics.jsonl, while the other ranks wait. The training's random
+    state is left untouched, so a resumed run continues exactly."""
+    cfg, env = trainer.cfg, trainer.env
+    if env.main:
+        with torch.random.fork_rng(devices=[env.device] if env.device.type == "cuda" else []):
+            evaluator = metrics_lib.for_checkpoint(trainer.G_ema, res, alpha, trainer.dataset, batch=32, seed=0,
+                                                   device=env.device, workers=cfg.workers)
+            settings = {"resolution": res, "alpha": alpha, "seed": 0, "data": cfg.data}
+            found = metrics_lib.run_metrics(evaluator, [metrics_lib.parse_metric(m) for m in cfg.metrics],
+                                            trainer.run_dir, str(ckpt) if ckpt else None, trainer.nimg / 1000,
+                                            settings)
+        err.print("metrics: " + "  ".join(f"{r.metric} {r.value:.4g}" for r in found))
+    if env.world > 1:
+        dist.barrier()
 
 
 # --- the command -------------------------------------------------------------------------------
@@ -567,7 +596,7 @@ def _param_count(module: torch.nn.Module) -> int:
 
 def build_config(resolution, arch, fmap_base, fmap_max, kimg, lod_kimg, progressive, batch, lr, loss, gamma, r1_every,
                  pl_weight, pl_every, mixing, mirror, ema_kimg, precision, compile_, seed, snap, tick, image_ticks, keep,
-                 workers, data_path, device) -> TrainConfig:
+                 workers, data_path, device, metrics=(), metrics_kimg=None) -> TrainConfig:
     if precision is None:
         precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     if r1_every is None:
@@ -582,7 +611,18 @@ def build_config(resolution, arch, fmap_base, fmap_max, kimg, lod_kimg, progress
         pl_every=pl_every,
         mixing=mixing, mirror=mirror, ema_kimg=ema_kimg, precision=precision, compile=compile_, seed=seed, snap_kimg=snap,
         tick_kimg=tick, image_ticks=image_ticks, keep=keep, data=str(data_path), workers=workers,
+        metrics=list(metrics), metrics_kimg=metrics_kimg,
     )
+
+
+def _metric_names(given: list[str] | None) -> list[str]:
+    """--metrics values, commas split, each checked now rather than after hours of training."""
+    names = [name.strip() for value in given or [] for name in value.split(",") if name.strip()]
+    for name in names:
+        metric = metrics_lib.parse_metric(name)
+        if metric.kind == "ls":
+            raise UsageError(f"{name} needs trained attribute classifiers; run `sgan metrics ls` on a checkpoint.")
+    return names
 
 
 def _check_power_of_two(value: Optional[int]) -> Optional[int]:
@@ -633,6 +673,12 @@ def command(
     keep: Annotated[Optional[int], typer.Option("--keep", min=1, show_default=False,
                                                 help="Keep only the newest N checkpoints (default: all).")] = None,
     workers: Annotated[int, typer.Option("--workers", min=0, help="Data-loading processes per GPU.")] = 2,
+    metrics: Annotated[Optional[list[str]], typer.Option("--metrics", show_default=False, help="Metrics to compute "
+                                                         "during training, as for `sgan metrics` (repeat the flag "
+                                                         "or separate with commas), e.g. fid10k.")] = None,
+    metrics_every: Annotated[Optional[float], typer.Option("--metrics-every", min=0.001, show_default=False,
+                                                           help="Compute --metrics every this many kimg (default: "
+                                                                "at every snapshot) and at the end.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the configuration and parameter counts (JSON), "
                                                             "then exit.")] = False,
     as_json: JsonOption = False,
@@ -650,7 +696,8 @@ def command(
     cfg = build_config(resolution, arch.value, fmap_base, fmap_max, kimg, lod_kimg, progressive, batch, lr,
                        loss.value, gamma, r1_every, pl_weight, pl_every, mixing, mirror, ema_kimg,
                        precision.value if precision else None,
-                       compile_, seed, snap, tick, image_ticks, keep, workers, data_path.resolve(), env.device)
+                       compile_, seed, snap, tick, image_ticks, keep, workers, data_path.resolve(), env.device,
+                       metrics=_metric_names(metrics), metrics_kimg=metrics_every)
     trainer = Trainer(cfg, run_dir, dataset, env)
     if dry_run:
         summary = {"config": asdict(cfg), "parameters": {

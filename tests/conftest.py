@@ -14,6 +14,7 @@ from stylegan_cli import cli
 
 REPO = Path(__file__).resolve().parent.parent
 FACES = REPO / "examples" / "faces-frl"
+CIFAR = REPO / "tests" / "assets" / "cifar10"  # 100 CIFAR-10 training images per class, one folder each
 
 
 def sgan(*args, cwd: Path | None = None, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -26,3 +26,36 @@ def test_bench_prep_compares_with_the_reference_on_the_same_landmarks(prepped, t
     ratio = figures["sgan_img_per_s_1core"] / figures["reference_img_per_s_1core"]
     assert abs(figures["speedup_per_core"] - ratio) < 0.02
     assert figures["psnr_db_min"] >= 40  # the fast path stays within 40 dB of FFHQ's from 128x128 up
+
+
+def test_bench_train_times_the_trainers_step_and_counts_its_flops():
+    result = sgan("bench", "train", "--resolution", 16, "--batch", 4, "--fmap-base", 64, "--fmap-max", 16,
+                  "--arch", "stylegan2", "--r1-every", 2, "--iters", 1, "--warmup", 1, "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["r1_every"] == 2 and figures["pl_every"] == 4  # path length every 4 steps by default
+    assert figures["iterations"] == 4  # whole periods of the lazy regularisers
+    assert abs(figures["s_per_kimg"] / 1000 * figures["img_per_s"] - 1) < 0.01
+    assert figures["gflop_per_iteration"] > 0 and figures["tflop_per_s"] >= 0 and figures["peak_memory_gib"] > 0
+    assert "s_per_kimg" in result.stderr  # the table, for people
+
+
+def test_bench_generate_reports_images_per_second_and_flops_per_image():
+    small = sgan("bench", "generate", "--resolution", 16, "--batch", 2, "--fmap-base", 64, "--fmap-max", 16,
+                 "--iters", 2, "--warmup", 1, "--json")
+    large = sgan("bench", "generate", "--resolution", 32, "--batch", 2, "--fmap-base", 64, "--fmap-max", 16,
+                 "--iters", 2, "--warmup", 1, "--json", "--precision", "bf16")
+    assert small.returncode == 0 and large.returncode == 0, small.stderr + large.stderr
+    small, large = json.loads(small.stdout), json.loads(large.stdout)
+    assert small["img_per_s"] > 0 and large["precision"] == "bf16"
+    assert large["gflop_per_image"] > small["gflop_per_image"] > 0  # one more block of convolutions
+
+
+def test_bench_data_measures_every_level_of_the_dataset(prepped):
+    result = sgan("bench", "data", "-r", prepped, "--workers", 1, "--batch", 4, "--batches", 3, "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["images"] == 8 and figures["workers"] == 1
+    assert [k for k in figures if k.startswith("img_per_s_")] == ["img_per_s_8", "img_per_s_16", "img_per_s_32",
+                                                                  "img_per_s_64"]
+    assert all(figures[f"img_per_s_{r}"] > 0 for r in (8, 16, 32, 64))

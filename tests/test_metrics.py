@@ -13,11 +13,9 @@ import scipy.linalg
 import torch
 from PIL import Image
 
-from conftest import sgan, sgan_here
+from conftest import CIFAR, sgan, sgan_here
 from stylegan_cli import metrics
 from stylegan_cli.inception import load_inception
-
-CIFAR = Path(__file__).parent / "assets" / "cifar10"
 
 
 @pytest.fixture(scope="module")
@@ -126,13 +124,15 @@ def evaluated_run(trained, tmp_path_factory) -> Path:
 
 
 def test_a_run_is_evaluated_at_its_training_resolution_and_logged_per_result(evaluated_run, user_cache):
-    result = sgan("metrics", "-r", evaluated_run, "fid8", "kid8", "ppl_wend4", "--no-crop", "--workers", 0,
-                  "--batch", 4, "--json")
+    result = sgan("metrics", "-r", evaluated_run, "fid8", "kid8", "ppl_wend4", "swd8", "msssim4", "--no-crop",
+                  "--workers", 0, "--batch", 4, "--json")
     assert result.returncode == 0, result.stderr
     got = results_of(result.stdout)
     assert got["fid8"]["value"] > 0 and np.isfinite(got["kid8"]["value"]) and got["ppl_wend4"]["value"] > 0
+    assert got["swd8"]["value"] == got["swd8_16"]["value"] > 0  # a 16x16 model has one pyramid level
+    assert 0 < got["msssim4"]["value"] < 1
     lines = [json.loads(line) for line in (evaluated_run / "metrics.jsonl").read_text().splitlines()]
-    assert [line["metric"] for line in lines] == ["fid8", "kid8", "ppl_wend4"]
+    assert [line["metric"] for line in lines] == ["fid8", "kid8", "ppl_wend4", "swd8", "swd8_16", "msssim4"]
     for line in lines:
         assert Path(line["checkpoint"]).parent == evaluated_run / "checkpoints"
         assert line["kimg"] > 0 and line["settings"]["resolution"] == 16 and line["seconds"] >= 0
@@ -148,3 +148,17 @@ def test_cached_dataset_statistics_give_the_same_fid(evaluated_run, user_cache):
     assert result.returncode == 0, result.stderr
     assert results_of(result.stdout)["fid8"]["value"] == pytest.approx(first["value"], rel=1e-6)
     assert cached[0].stat().st_mtime_ns == before
+
+
+def test_training_with_metrics_logs_them_at_the_end_and_rejects_unknown_names_up_front(trained, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    args = ["train", "-r", run, "--resolution", 16, "--fmap-base", 128, "--fmap-max", 32, "--kimg", 0.144,
+            "--lod-kimg", 0.032, "--batch", 8, "--workers", 0, "--snap", 1]
+    bad = sgan(*args, "--metrics", "fid4,fidelity")
+    assert bad.returncode == 2 and "Unknown metric 'fidelity'" in bad.stderr
+    result = sgan(*args, "--metrics", "fid4")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(line["metric"], line["kimg"]) for line in lines] == [("fid4", 0.144)]
+    assert Path(lines[0]["checkpoint"]).is_file() and lines[0]["value"] > 0
