@@ -63,7 +63,7 @@ def _root(
 
 # The stages in the order `sgan --help` lists them: a module holds either a Typer `app` (a group
 # of subcommands) or a `command` function (one command named after the module).
-STAGES = ("prep", "data", "train", "sample", "truncate", "mix", "interpolate", "noise", "bench")
+STAGES = ("prep", "data", "train", "sample", "truncate", "mix", "interpolate", "noise", "metrics", "classifiers", "bench")
 
 
 def _mount() -> None:
@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         _fail(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")
         sys.exit(1)
+    if code == 130:  # Typer turns Ctrl-C inside a command into this status instead of raising
+        _fail("interrupted.")
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -162,3 +162,26 @@ def test_training_with_metrics_logs_them_at_the_end_and_rejects_unknown_names_up
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [(line["metric"], line["kimg"]) for line in lines] == [("fid4", 0.144)]
     assert Path(lines[0]["checkpoint"]).is_file() and lines[0]["value"] > 0
+
+
+def test_linear_separability_uses_the_classifiers_given_and_needs_some(evaluated_run, tmp_path, capsys):
+    images = tmp_path / "labelled"
+    rows = [["file", "vehicle"]]
+    for cls, label in (("airplane", 1), ("cat", 0)):
+        (images / cls).mkdir(parents=True)
+        for path in sorted((CIFAR / cls).glob("*.jpg"))[:20]:
+            shutil.copy(path, images / cls / path.name)
+            rows.append([f"{cls}/{path.name}", label])
+    (tmp_path / "labels.csv").write_text("".join(",".join(map(str, row)) + "\n" for row in rows))
+    trained = sgan("classifiers", "train", "--images", images, "--labels", tmp_path / "labels.csv", "-o",
+                   tmp_path / "classifiers", "--resolution", 16, "--fmap-base", 64, "--fmap-max", 16, "--kimg", 0.064,
+                   "--batch", 8, env={"OMP_NUM_THREADS": "1"})
+    assert trained.returncode == 0, trained.stderr
+    code, out, err = sgan_here(capsys, "metrics", "-r", evaluated_run, "ls_z40", "--classifiers",
+                               tmp_path / "classifiers", "--batch", 8, "--json")
+    assert code == 0, err
+    value = results_of(out)["ls_z40"]["value"]
+    assert 1.0 <= value <= 2.0 + 1e-9  # exp of one binary conditional entropy, at most ln 2
+    code, out, err = sgan_here(capsys, "metrics", "-r", tmp_path / "elsewhere", "ls", "--ckpt",
+                               evaluated_run / "checkpoints" / "latest")
+    assert code == 2 and "ls needs attribute classifiers" in err
