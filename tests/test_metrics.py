@@ -173,8 +173,8 @@ def test_linear_separability_uses_the_classifiers_given_and_needs_some(evaluated
             shutil.copy(path, images / cls / path.name)
             rows.append([f"{cls}/{path.name}", label])
     (tmp_path / "labels.csv").write_text("".join(",".join(map(str, row)) + "\n" for row in rows))
-    trained = sgan("classifiers", "train", "--images", images, "--labels", tmp_path / "labels.csv", "-o",
-                   tmp_path / "classifiers", "--resolution", 16, "--fmap-base", 64, "--fmap-max", 16, "--kimg", 0.064,
+    trained = sgan("classifiers", "train", "--images", images, "--labels", tmp_path / "labels.csv",
+                   "-r", tmp_path, "-o", tmp_path / "classifiers", "--resolution", 16, "--fmap-base", 64, "--fmap-max", 16, "--kimg", 0.064,
                    "--batch", 8, env={"OMP_NUM_THREADS": "1"})
     assert trained.returncode == 0, trained.stderr
     code, out, err = sgan_here(capsys, "metrics", "-r", evaluated_run, "ls_z40", "--classifiers",
