@@ -30,7 +30,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from stylegan_cli import align, rundir, train
-from stylegan_cli.cli import DataOption, JsonOption, RunOption
+from stylegan_cli.cli import DataOption, RunOption
 from stylegan_cli.console import err, results
 from stylegan_cli.dataset import Dataset, build_levels, encode_level
 from stylegan_cli.errors import UsageError
@@ -39,6 +39,7 @@ from stylegan_cli.landmarks import load_landmarks_file, make_detector
 from stylegan_cli.networks import Generator
 
 app = typer.Typer(help="Measure speed: figures for BENCHMARKS.md.", no_args_is_help=True)
+JsonOption = Annotated[bool, typer.Option("--json", help="Also print the figures as one JSON document on stdout.")]
 
 
 def _reference(path: Path, landmarks: np.ndarray, resolution: int) -> np.ndarray:

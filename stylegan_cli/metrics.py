@@ -34,7 +34,7 @@ from rich.table import Table
 
 from stylegan_cli import fid as fidlib
 from stylegan_cli import generate, rundir, weights
-from stylegan_cli.cli import DataOption, JsonOption, RunOption
+from stylegan_cli.cli import DataOption, RunOption
 from stylegan_cli.console import err, progress
 from stylegan_cli.dataset import Dataset
 from stylegan_cli.errors import UsageError
@@ -413,7 +413,8 @@ def command(
     crop: Annotated[bool, typer.Option("--crop/--no-crop", help="PPL: measure the face region of aligned faces "
                                        "only, as StyleGAN does (turn off for other images).")] = True,
     run: RunOption = None,
-    as_json: JsonOption = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as one JSON document on stdout "
+                                                         "instead of a table.")] = False,
 ) -> None:
     """Compute metrics of the newest checkpoint (or --ckpt) against its dataset, or of --fake against --real."""
     run_dir = rundir.resolve_run(run)
