@@ -34,6 +34,7 @@ from stylegan_cli.cli import DataOption, RunOption
 from stylegan_cli.console import err, results
 from stylegan_cli.dataset import Dataset, build_levels, encode_level
 from stylegan_cli.errors import UsageError
+from stylegan_cli.generate import quantize
 from stylegan_cli.images import list_images, load_rgb
 from stylegan_cli.landmarks import load_landmarks_file, make_detector
 from stylegan_cli.networks import Generator
@@ -270,7 +271,7 @@ def bench_generate(
         with torch.no_grad(), torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             z = torch.randn(batch, G.z_dim, device=device)
             img = synth(G.mapping(z).unsqueeze(1).repeat(1, G.num_ws, 1), noise_mode="random")
-            return (img.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+            return quantize(img)
 
     for _ in range(warmup):
         generate()

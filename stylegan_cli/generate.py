@@ -152,9 +152,14 @@ def const_noise(G: Generator) -> list[torch.Tensor]:
     return [m.const for m in G.modules() if isinstance(m, NoiseInjection)]
 
 
+def quantize(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) in [-1, 1] to uint8 on the same device, rounding as NVIDIA's scripts do."""
+    return (images.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(N, 3, H, W) in [-1, 1] to (N, H, W, 3) uint8, rounding as NVIDIA's scripts do."""
-    return (images.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    """(N, 3, H, W) in [-1, 1] to (N, H, W, 3) uint8 arrays, for PNG files."""
+    return quantize(images).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def save_latents(path: Path, latents: list[Latent], ws: torch.Tensor) -> Path:

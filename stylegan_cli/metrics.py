@@ -187,7 +187,7 @@ class GeneratedImages(ImageSet):
             with torch.no_grad():
                 ws = G.mapping(z).unsqueeze(1).repeat(1, G.num_ws, 1)
                 img = G.synthesis(ws, self.size, self.alpha, noise=noise)
-            yield (img.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+            yield generate.quantize(img)
 
 
 class AtResolution(torch.nn.Module):
@@ -196,17 +196,13 @@ class AtResolution(torch.nn.Module):
     def __init__(self, G: Generator, res: int, alpha: float):
         super().__init__()
         self.G, self.res, self.alpha = G, res, alpha
-        self.z_dim, self.w_dim, self.num_ws, self.resolution = G.z_dim, G.w_dim, G.num_ws, res
-        self.w_avg = G.w_avg
+        self.z_dim, self.num_ws = G.z_dim, G.num_ws
 
-    def mapping(self, z, *args, **kwargs):
-        return self.G.mapping(z, *args, **kwargs)
+    def mapping(self, z: torch.Tensor) -> torch.Tensor:
+        return self.G.mapping(z)
 
-    def synthesis(self, ws, noise_mode: str = "random", noise=None, **unused):
-        return self.G.synthesis(ws, self.res, self.alpha, noise_mode=noise_mode, noise=noise)
-
-    def make_noise(self, batch: int, res: int | None = None, generator=None, device=None):
-        return self.G.make_noise(batch, res or self.res, generator=generator, device=device)
+    def synthesis(self, ws: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
+        return self.G.synthesis(ws, self.res, self.alpha, noise_mode=noise_mode)
 
 
 def _image_set(path: Path, workers: int) -> ImageSet:
