@@ -30,7 +30,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from stylegan_cli import align, rundir, train
-from stylegan_cli.cli import DataOption, RunOption
+from stylegan_cli.cli import DataOption, RunOption, power_of_two
 from stylegan_cli.console import err, results
 from stylegan_cli.dataset import Dataset, build_levels, encode_level
 from stylegan_cli.errors import UsageError
@@ -192,7 +192,8 @@ def _print_figures(title: str, figures: dict, as_json: bool) -> None:
 
 @app.command("train")
 def bench_train(
-    resolution: Annotated[int, typer.Option("--resolution", help="Training resolution (fixed; no fade).")] = 256,
+    resolution: Annotated[int, typer.Option("--resolution", callback=power_of_two(8),
+                                            help="Training resolution (fixed; no fade).")] = 256,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Minibatch.")] = 32,
     arch: Annotated[train.Arch, typer.Option("--arch", help="Generator architecture.")] = train.Arch.stylegan,
     precision: Annotated[Optional[train.Precision], typer.Option("--precision", show_default=False,
@@ -249,7 +250,7 @@ def bench_train(
 
 @app.command("generate")
 def bench_generate(
-    resolution: Annotated[int, typer.Option("--resolution", help="Output resolution.")] = 1024,
+    resolution: Annotated[int, typer.Option("--resolution", callback=power_of_two(4), help="Output resolution.")] = 1024,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Images per forward pass.")] = 32,
     arch: Annotated[train.Arch, typer.Option("--arch", help="Generator architecture.")] = train.Arch.stylegan,
     precision: Annotated[train.Precision, typer.Option("--precision", help="Autocast dtype.")] = train.Precision.fp32,

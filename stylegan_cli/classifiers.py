@@ -36,7 +36,7 @@ import typer
 from PIL import Image
 
 from stylegan_cli import rundir
-from stylegan_cli.cli import JsonOption, RunOption
+from stylegan_cli.cli import JsonOption, RunOption, power_of_two
 from stylegan_cli.console import err, progress, results
 from stylegan_cli.errors import SganError, UsageError
 from stylegan_cli.images import Rejected, load_rgb
@@ -212,12 +212,6 @@ def _finished(index_path: Path, settings: dict) -> dict:
             if (index_path.parent / report["weights"]).is_file()}
 
 
-def _check_power_of_two(value: Optional[int]) -> Optional[int]:
-    if value is not None and (value < 4 or value & (value - 1)):
-        raise typer.BadParameter(f"{value} is not a power of two of at least 4.")
-    return value
-
-
 @app.command("train")
 def train(
     images: Annotated[Path, typer.Option("--images", help="Folder of the labelled images.", show_default=False)],
@@ -225,7 +219,7 @@ def train(
                                                           "files relative to --images.", show_default=False)],
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Output folder (default: RUN/classifiers).",
                                                 show_default=False)] = None,
-    resolution: Annotated[Optional[int], typer.Option("--resolution", callback=_check_power_of_two, show_default=False,
+    resolution: Annotated[Optional[int], typer.Option("--resolution", callback=power_of_two(4), show_default=False,
                                                       help="Classifier input size (default: the first image's "
                                                            "shorter side rounded to a power of two).")] = None,
     kimg: Annotated[float, typer.Option("--kimg", min=0.001, help="Thousands of images to train each "

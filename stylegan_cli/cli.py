@@ -33,6 +33,17 @@ DataOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of paths.")]
 
+
+def power_of_two(minimum: int):
+    """A Typer callback accepting a power of two of at least `minimum` (or no value)."""
+
+    def check(value: Optional[int]) -> Optional[int]:
+        if value is not None and (value < minimum or value & (value - 1)):
+            raise typer.BadParameter(f"{value} is not a power of two of at least {minimum}.")
+        return value
+
+    return check
+
 _debug = False
 
 app = typer.Typer(

@@ -31,7 +31,7 @@ import typer
 
 from stylegan_cli import __version__, checkpoint, rundir
 from stylegan_cli import metrics as metrics_lib
-from stylegan_cli.cli import DataOption, JsonOption, RunOption
+from stylegan_cli.cli import DataOption, JsonOption, RunOption, power_of_two
 from stylegan_cli.console import err, results
 from stylegan_cli.dataset import Dataset
 from stylegan_cli.errors import SganError, UsageError
@@ -625,16 +625,10 @@ def _metric_names(given: list[str] | None) -> list[str]:
     return names
 
 
-def _check_power_of_two(value: Optional[int]) -> Optional[int]:
-    if value is not None and (value < 8 or value & (value - 1)):
-        raise typer.BadParameter(f"{value} is not a power of two of at least 8.")
-    return value
-
-
 def command(
     run: RunOption = None,
     data: DataOption = None,
-    resolution: Annotated[Optional[int], typer.Option("--resolution", callback=_check_power_of_two, show_default=False,
+    resolution: Annotated[Optional[int], typer.Option("--resolution", callback=power_of_two(8), show_default=False,
                                                       help="Target resolution (default: the dataset's largest).")] = None,
     arch: Annotated[Arch, typer.Option("--arch", help="Generator: StyleGAN, StyleGAN2 (weight demodulation), or "
                                                       "Progressive GAN.")] = Arch.stylegan,
