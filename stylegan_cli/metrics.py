@@ -223,7 +223,7 @@ class Evaluator:
 
     real: ImageSet | None
     fake: ImageSet | None
-    G: Generator | None = None  # at the evaluated resolution (AtResolution)
+    G: AtResolution | None = None  # the generator at the evaluated resolution (PPL, LS)
     batch: int = 32
     seed: int = 0
     device: torch.device = torch.device("cpu")
