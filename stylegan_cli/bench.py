@@ -144,6 +144,21 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _seconds_per_call(fn, warmup: int, iters: int, device: torch.device) -> float:
+    """Steady-state seconds per call of `fn`: `warmup` untimed calls, then `iters` timed ones between
+    device synchronisations; peak memory is counted from the timed calls on."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) / iters
+
+
 def _peak_memory_gib(device: torch.device) -> float:
     """Peak GPU memory allocated by tensors, or the process's peak resident memory on CPU."""
     if device.type == "cuda":
@@ -224,16 +239,7 @@ def bench_train(
     step = lambda: trainer.iteration(reals, resolution, 1.0)  # noqa: E731
     err.print(f"{arch.value} {resolution}x{resolution}, batch {batch}, {cfg.precision}"
               f"{', compiled' if compile_ else ''} on {device}: {warmup} warm-up + {iters} timed iterations")
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    for _ in range(iters):
-        step()
-    _sync(device)
-    seconds = (time.perf_counter() - start) / iters
+    seconds = _seconds_per_call(step, warmup, iters, device)
     compiled = trainer.synthesis, trainer.D_plain
     trainer.synthesis, trainer.D_plain = trainer.G.synthesis, trainer.D  # FLOPs are counted eagerly
     flops = _count_flops(lambda: [step() for _ in range(period)]) / period
@@ -274,16 +280,7 @@ def bench_generate(
             img = synth(G.mapping(z).unsqueeze(1).repeat(1, G.num_ws, 1), noise_mode="random")
             return quantize(img)
 
-    for _ in range(warmup):
-        generate()
-    _sync(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    for _ in range(iters):
-        generate()
-    _sync(device)
-    seconds = (time.perf_counter() - start) / iters
+    seconds = _seconds_per_call(generate, warmup, iters, device)
     flops = _count_flops(lambda: generate(G.synthesis))
     _print_figures("sgan bench generate", {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
