@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stylegan_cli import cli
+from stylegan_cli.cli.app import main
 
 REPO = Path(__file__).resolve().parent.parent
 FACES = REPO / "examples" / "faces-frl"
@@ -33,7 +33,7 @@ def sgan_here(capsys, *args, stdin: bytes = b"") -> tuple[int, str, str]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
         with pytest.raises(SystemExit) as exit_info:
-            cli.main([str(a) for a in args])
+            main([str(a) for a in args])
     out, err = capsys.readouterr()
     return exit_info.value.code, out, err
 

@@ -1,0 +1,45 @@
+"""`sgan bench train`: steady-state speed of the trainer's own iteration (docs/design.md §8).
+
+One iteration is a D step and a G step with R1 and path length at their schedule, so it is timed
+over whole periods of the lazy regularisers; FLOPs are counted on the same work run eagerly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from stylegan_cli.bench.timing import count_flops, device_name, seconds_per_call, sig
+from stylegan_cli.core.console import err
+from stylegan_cli.core.device import peak_memory_gib
+from stylegan_cli.training.config import TrainConfig
+from stylegan_cli.training.distributed import Dist
+from stylegan_cli.training.trainer import Trainer
+
+
+def train_figures(cfg: TrainConfig, device: torch.device, iters: int, warmup: int) -> dict:
+    """s/kimg, img/s, peak memory and achieved TFLOP/s of `cfg` (resolved, with a fixed resolution and
+    batch) on synthetic reals: `warmup` untimed iterations, then at least `iters` timed ones."""
+    resolution, batch = cfg.resolution, cfg.batch
+    # The trainer needs only the dataset's size here: the loader is measured by `bench data`.
+    trainer = Trainer(cfg, Path("."), range(batch), Dist(device=device))
+    period = max(cfg.r1_every, cfg.pl_every if cfg.pl_weight > 0 else 1)
+    iters = -(-iters // period) * period
+    reals = torch.randint(0, 256, (batch, 3, resolution, resolution), dtype=torch.uint8, device=device)
+    step = lambda: trainer.iteration(reals, resolution, 1.0)  # noqa: E731
+    err.print(f"{cfg.arch} {resolution}x{resolution}, batch {batch}, {cfg.precision}"
+              f"{', compiled' if cfg.compile else ''} on {device}: {warmup} warm-up + {iters} timed iterations")
+    seconds = seconds_per_call(step, warmup, iters, device)
+    compiled = trainer.synthesis, trainer.D_plain
+    trainer.synthesis, trainer.D_plain = trainer.G.synthesis, trainer.D  # FLOPs are counted eagerly
+    flops = count_flops(lambda: [step() for _ in range(period)]) / period
+    trainer.synthesis, trainer.D_plain = compiled
+    return {
+        "device": device_name(device),
+        "arch": cfg.arch, "resolution": resolution, "batch": batch, "precision": cfg.precision,
+        "compile": cfg.compile, "r1_every": cfg.r1_every, "pl_every": cfg.pl_every if cfg.pl_weight > 0 else None,
+        "iterations": iters, "s_per_kimg": sig(seconds / batch * 1000), "img_per_s": sig(batch / seconds),
+        "peak_memory_gib": sig(peak_memory_gib(device)), "gflop_per_iteration": sig(flops / 1e9),
+        "tflop_per_s": sig(flops / seconds / 1e12),
+    }

@@ -1,0 +1,130 @@
+"""`sgan bench`: speed figures for BENCHMARKS.md, measured the same way every time (docs/design.md §8).
+
+`bench train`, `bench generate` and `bench data` time the trainer's iteration, generation and the
+LMDB loader after a warm-up, with device synchronisation; FLOPs are counted by torch's flop formulas
+on the same work run eagerly. `bench prep` times sgan's alignment against FFHQ's reference on the
+same landmarks. The measuring is in the `bench/` package; these commands take the flags and print.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from stylegan_cli.bench.data import loader_figures
+from stylegan_cli.bench.generate import generate_figures
+from stylegan_cli.bench.prep import find_faces, prep_figures
+from stylegan_cli.bench.train import train_figures
+from stylegan_cli.cli.options import Arch, DataOption, Precision, RunOption, power_of_two
+from stylegan_cli.core import rundir
+from stylegan_cli.core.console import results
+from stylegan_cli.core.device import default_device
+from stylegan_cli.core.errors import UsageError
+from stylegan_cli.data.dataset import Dataset
+from stylegan_cli.training.config import TrainConfig
+
+app = typer.Typer(help="Measure speed: figures for BENCHMARKS.md.", no_args_is_help=True)
+JsonOption = Annotated[bool, typer.Option("--json", help="Also print the figures as one JSON document on stdout.")]
+
+
+def _print_figures(title: str, figures: dict, as_json: bool) -> None:
+    table = Table(title=title, show_header=False)
+    for key, value in figures.items():
+        table.add_row(key, str(value))
+    Console(stderr=True).print(table)
+    if as_json:
+        results([], figures)
+
+
+@app.command("prep")
+def bench_prep(
+    src: Annotated[Path, typer.Option("--src", help="Folder of face photos.", exists=True, file_okay=False)],
+    landmarks: Annotated[str, typer.Option("--landmarks", help="dlib, fan, or an FFHQ-format .json file.")] = "dlib",
+    resolution: Annotated[int, typer.Option("--resolution", help="Output size.")] = 1024,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Processes for the all-cores figure.")] = (
+        multiprocessing.cpu_count()
+    ),
+    repeat: Annotated[int, typer.Option("--repeat", min=1, help="Pass over the photos this many times.")] = 1,
+    as_json: JsonOption = False,
+) -> None:
+    """Alignment throughput, sgan against FFHQ's reference algorithm, with the PSNR between them."""
+    jobs, detect_rate = find_faces(src, landmarks)
+    if not jobs:
+        raise UsageError(f"No faces found under {src}.")
+    figures = prep_figures(jobs * repeat, resolution, workers)
+    if detect_rate is not None:  # landmarks were found by a detector, not read from a file
+        figures[f"landmarks_{landmarks}_img_per_s_1core"] = round(detect_rate, 3)
+    _print_figures("sgan bench prep", figures, as_json)
+
+
+@app.command("train")
+def bench_train(
+    resolution: Annotated[int, typer.Option("--resolution", callback=power_of_two(8),
+                                            help="Training resolution (fixed; no fade).")] = 256,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Minibatch.")] = 32,
+    arch: Annotated[Arch, typer.Option("--arch", help="Generator architecture.")] = Arch.stylegan,
+    precision: Annotated[Optional[Precision], typer.Option("--precision", show_default=False,
+                                                                 help="Default: as `sgan train` chooses.")] = None,
+    compile_: Annotated[bool, typer.Option("--compile",
+                                           help="torch.compile G and D, as `sgan train --compile`.")] = False,
+    fmap_base: Annotated[int, typer.Option("--fmap-base", min=16, help="Capacity, as for `sgan train`.")] = 8192,
+    fmap_max: Annotated[int, typer.Option("--fmap-max", min=1, help="Most feature maps in any layer.")] = 512,
+    r1_every: Annotated[Optional[int], typer.Option("--r1-every", min=1, show_default=False,
+                                                    help="R1 every N steps (default as `sgan train`).")] = None,
+    iters: Annotated[int, typer.Option("--iters", min=1, help="Timed iterations, rounded up to whole "
+                                                              "regularisation periods.")] = 16,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed iterations first (compilation, "
+                                                                "cuDNN autotuning).")] = 8,
+    as_json: JsonOption = False,
+) -> None:
+    """Steady-state training speed: s/kimg, img/s, peak memory and achieved TFLOP/s of the trainer's own
+    iteration (a D step and a G step, R1 and path length at their schedule) on synthetic reals."""
+    device = default_device()
+    # One fixed resolution and nothing on a schedule but the regularisers: only the iteration is timed.
+    cfg = TrainConfig(resolution=resolution, arch=arch.value, fmap_base=fmap_base, fmap_max=fmap_max, kimg=1e9,
+                      lod_kimg=1e9, progressive=False, batch=batch, r1_every=r1_every,
+                      precision=precision.value if precision else None, compile=compile_, snap_kimg=1e9,
+                      tick_kimg=1e9, image_ticks=1, workers=0).resolved(device)
+    _print_figures("sgan bench train", train_figures(cfg, device, iters, warmup), as_json)
+
+
+@app.command("generate")
+def bench_generate(
+    resolution: Annotated[int, typer.Option("--resolution", callback=power_of_two(4),
+                                            help="Output resolution.")] = 1024,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Images per forward pass.")] = 32,
+    arch: Annotated[Arch, typer.Option("--arch", help="Generator architecture.")] = Arch.stylegan,
+    precision: Annotated[Precision, typer.Option("--precision", help="Autocast dtype.")] = Precision.fp32,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the synthesis network.")] = False,
+    fmap_base: Annotated[int, typer.Option("--fmap-base", min=16, help="Capacity, as for `sgan train`.")] = 8192,
+    fmap_max: Annotated[int, typer.Option("--fmap-max", min=1, help="Most feature maps in any layer.")] = 512,
+    iters: Annotated[int, typer.Option("--iters", min=1, help="Timed batches.")] = 20,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed batches first.")] = 5,
+    as_json: JsonOption = False,
+) -> None:
+    """Generation speed: z -> mapping -> synthesis -> uint8 images on the device, in img/s."""
+    figures = generate_figures(
+        arch=arch.value, resolution=resolution, batch=batch, precision=precision.value, compiled=compile_,
+        fmap_base=fmap_base, fmap_max=fmap_max, iters=iters, warmup=warmup, device=default_device(),
+    )
+    _print_figures("sgan bench generate", figures, as_json)
+
+
+@app.command("data")
+def bench_data(
+    run: RunOption = None,
+    data: DataOption = None,
+    workers: Annotated[int, typer.Option("--workers", min=0, help="Loader processes, as `sgan train --workers`.")] = 2,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Images per batch.")] = 32,
+    batches: Annotated[int, typer.Option("--batches", min=1, help="Timed batches per resolution.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """Images per second the training loader delivers from the LMDB at every resolution, with
+    `--workers` processes, pinned memory on GPU machines, and the trainer's shuffling and mirroring."""
+    dataset = Dataset(rundir.dataset_path(rundir.resolve_run(run), data))
+    _print_figures("sgan bench data", loader_figures(dataset, workers, batch, batches), as_json)

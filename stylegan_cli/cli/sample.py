@@ -1,0 +1,85 @@
+"""`sgan sample`: uncurated samples from the moving-average generator (StyleGAN Figure 2, App. B).
+
+One PNG per seed (`RUN/samples/seed0007.png`), a grid with `--grid COLSxROWS`, the latents with
+`--save-latents` (`RUN/samples/latents.npz`: z, w before truncation, seeds), truncation with `--trunc` and
+`--trunc-cutoff` (the paper's Figure 2: psi 0.7 on the first 8 style inputs, 4x4-32x32).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Optional
+
+import typer
+
+from stylegan_cli.cli.options import (
+    BatchOption,
+    CkptOption,
+    CutoffOption,
+    JsonOption,
+    NoiseMode,
+    NoiseOption,
+    RunOption,
+    TruncOption,
+    check_cutoff,
+)
+from stylegan_cli.core import rundir
+from stylegan_cli.core.console import err, results
+from stylegan_cli.core.errors import UsageError
+from stylegan_cli.synthesis.generator import load_generator
+from stylegan_cli.synthesis.images import image_grid, save_png
+from stylegan_cli.synthesis.latents import parse_latents
+from stylegan_cli.synthesis.latents import save_latents as write_latents
+from stylegan_cli.synthesis.render import noise_seed, synthesize, to_ws
+from stylegan_cli.synthesis.truncation import truncate
+
+
+def _parse_grid(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    m = re.fullmatch(r"(\d+)x(\d+)", text)
+    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+        raise UsageError(f"--grid {text!r} must be COLUMNSxROWS, like 8x8.")
+    return int(m.group(1)), int(m.group(2))
+
+
+def sample(
+    seeds: Annotated[str, typer.Option("--seeds", help="Seeds to render: 0-63, 1,5,9 or 0-3,10; or latents as "
+                                                       "file.npz, file.npz:i, or - (an .npz on stdin).")] = "0-15",
+    grid: Annotated[Optional[str], typer.Option("--grid", show_default=False,
+                                                help="Also write the images as one COLSxROWS grid, "
+                                                     "e.g. 8x8 (filled row by row).")] = None,
+    save_latents: Annotated[bool, typer.Option("--save-latents", help="Write z, w and seeds to "
+                                                                      "RUN/samples/latents.npz.")] = False,
+    trunc: TruncOption = 1.0,
+    trunc_cutoff: CutoffOption = None,
+    noise_mode: NoiseOption = NoiseMode.const,
+    batch: BatchOption = 32,
+    ckpt: CkptOption = None,
+    run: RunOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Render one image per seed with the newest checkpoint's moving-average generator."""
+    run_dir = rundir.resolve_run(run)
+    shape = _parse_grid(grid)
+    loaded = load_generator(run_dir, ckpt)
+    G = loaded.G
+    latents = parse_latents(seeds, G.z_dim)
+    if shape is not None and shape[0] * shape[1] < len(latents):
+        raise UsageError(f"--grid {grid} holds {shape[0] * shape[1]} images, fewer than the {len(latents)} seeds.")
+    out = rundir.stage_dir(run_dir, "samples")
+    with rundir.stage(run_dir) as record:
+        raw = to_ws(G, latents)
+        check_cutoff(G, trunc_cutoff)
+        noise_seeds = [noise_seed(latent, i) for i, latent in enumerate(latents)]
+        images = synthesize(G, truncate(G, raw, trunc, trunc_cutoff), batch, noise_mode.value, noise_seeds=noise_seeds,
+                            description="sample")
+        for latent, image in zip(latents, images):
+            record.outputs.append(str(save_png(out / f"{latent.label}.png", image)))
+        if shape is not None:
+            record.outputs.append(str(save_png(out / "grid.png", image_grid(list(images), cols=shape[0]))))
+        if save_latents:
+            record.outputs.append(str(write_latents(out / "latents.npz", latents, raw)))
+        err.print(f"{len(images)} images at {G.resolution}x{G.resolution} from {loaded.ckpt} (kimg {loaded.kimg:.1f}).")
+        results(record.outputs, {"outputs": record.outputs, "checkpoint": str(loaded.ckpt), "kimg": loaded.kimg}
+                if as_json else None)

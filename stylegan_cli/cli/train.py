@@ -1,0 +1,167 @@
+"""`sgan train`: progressive training of a style-based generator on the run's dataset, resuming from
+its newest checkpoint (docs/design.md §6). The flags build a `TrainConfig`; `training/` does the rest."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict
+from typing import Annotated, Optional
+
+import torch
+import torch.distributed as dist
+import typer
+
+from stylegan_cli.cli.options import Arch, DataOption, JsonOption, Loss, Precision, RunOption, power_of_two
+from stylegan_cli.core import rundir
+from stylegan_cli.core.console import err, results
+from stylegan_cli.core.errors import UsageError
+from stylegan_cli.data.dataset import Dataset
+from stylegan_cli.metrics.registry import parse_metric
+from stylegan_cli.model import checkpoint
+from stylegan_cli.training.config import TrainConfig
+from stylegan_cli.training.distributed import init_distributed
+from stylegan_cli.training.loop import train_loop
+from stylegan_cli.training.schedule import batch_size, levels
+from stylegan_cli.training.trainer import Trainer
+
+
+def _param_count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _metric_names(given: list[str] | None) -> list[str]:
+    """--metrics values, commas split, each checked now rather than after hours of training."""
+    names = [name.strip() for value in given or [] for name in value.split(",") if name.strip()]
+    for name in names:
+        metric = parse_metric(name)
+        if metric.needs_classifiers:
+            raise UsageError(f"{name} needs trained attribute classifiers; run `sgan metrics ls` on a checkpoint.")
+    return names
+
+
+C = TrainConfig  # the defaults below are the configuration's own
+
+
+def train(
+    run: RunOption = None,
+    data: DataOption = None,
+    resolution: Annotated[Optional[int], typer.Option(
+        "--resolution", callback=power_of_two(8), show_default=False,
+        help="Target resolution (default: the dataset's largest).")] = None,
+    arch: Annotated[Arch, typer.Option(
+        "--arch", help="Generator: StyleGAN, StyleGAN2 (weight demodulation), or Progressive GAN.")] = C.arch,
+    fmap_base: Annotated[int, typer.Option(
+        "--fmap-base", min=16,
+        help="Feature-map budget: maps per resolution are min(fmap_base / 2^(log2 res - 1), fmap_max).")] = C.fmap_base,
+    fmap_max: Annotated[int, typer.Option("--fmap-max", min=1, help="Most feature maps in any layer.")] = C.fmap_max,
+    kimg: Annotated[float, typer.Option(
+        "--kimg", min=0.001, help="Thousands of real images to train on in total.")] = C.kimg,
+    lod_kimg: Annotated[float, typer.Option(
+        "--lod-kimg", min=0.001,
+        help="Thousands of images to fade in each new resolution, and to stabilise it.")] = C.lod_kimg,
+    progressive: Annotated[bool, typer.Option(
+        "--progressive/--no-progressive",
+        help="Grow from 8x8 (4x4 for pggan), or train at the target size.")] = C.progressive,
+    batch: Annotated[Optional[int], typer.Option(
+        "--batch", min=1, show_default=False,
+        help="Global minibatch (default: per resolution, 512 at 4x4 down to 32 from 64x64).")] = None,
+    lr: Annotated[Optional[float], typer.Option(
+        "--lr", min=0, show_default=False,
+        help="Learning rate (default: 0.001, rising to 0.0015/0.002/0.003 at 128/256/512+).")] = None,
+    loss: Annotated[Loss, typer.Option("--loss", help="Non-saturating logistic with R1, or WGAN-GP.")] = C.loss,
+    gamma: Annotated[float, typer.Option("--gamma", min=0, help="R1 weight.")] = C.gamma,
+    r1_every: Annotated[Optional[int], typer.Option(
+        "--r1-every", min=1, show_default=False,
+        help="Apply R1 every N minibatches (default 1; 16 for stylegan2).")] = None,
+    pl_weight: Annotated[Optional[float], typer.Option(
+        "--pl-weight", min=0, show_default=False,
+        help="Path-length regularisation weight (default 0; 2 for stylegan2).")] = None,
+    pl_every: Annotated[int, typer.Option(
+        "--pl-every", min=1, help="Apply path-length regularisation every N minibatches.")] = C.pl_every,
+    mixing: Annotated[Optional[float], typer.Option(
+        "--mixing", min=0, max=1, show_default=False,
+        help="Share of images generated from two latents (default 0.9; 0 for pggan).")] = None,
+    mirror: Annotated[bool, typer.Option("--mirror", help="Flip half the real images left-right.")] = C.mirror,
+    ema_kimg: Annotated[float, typer.Option(
+        "--ema-kimg", min=0.001,
+        help="Half-life of the generator's moving average, in thousands of images.")] = C.ema_kimg,
+    precision: Annotated[Optional[Precision], typer.Option(
+        "--precision", show_default=False,
+        help="Arithmetic (default: bf16 on GPUs that have it, else fp32).")] = None,
+    compile_: Annotated[bool, typer.Option(
+        "--compile", help="torch.compile the generator and discriminator.")] = C.compile,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of every random draw.")] = C.seed,
+    snap: Annotated[float, typer.Option(
+        "--snap", min=0.001, help="Save a checkpoint every this many kimg.")] = C.snap_kimg,
+    tick: Annotated[float, typer.Option("--tick", min=0.001, help="Log a line every this many kimg.")] = C.tick_kimg,
+    image_ticks: Annotated[int, typer.Option(
+        "--image-ticks", min=1, help="Save a grid of fakes every N ticks.")] = C.image_ticks,
+    keep: Annotated[Optional[int], typer.Option(
+        "--keep", min=1, show_default=False, help="Keep only the newest N checkpoints (default: all).")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=0, help="Data-loading processes per GPU.")] = C.workers,
+    metrics: Annotated[Optional[list[str]], typer.Option(
+        "--metrics", show_default=False,
+        help="Metrics to compute during training, as for `sgan metrics` (repeat the flag or separate with "
+             "commas), e.g. fid10k.")] = None,
+    metrics_every: Annotated[Optional[float], typer.Option(
+        "--metrics-every", min=0.001, show_default=False,
+        help="Compute --metrics every this many kimg (default: at every snapshot) and at the end.")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the configuration and parameter counts (JSON), then exit.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Train a generator on the run's dataset, resuming from its newest checkpoint if it has one."""
+    env = init_distributed()
+    run_dir = rundir.resolve_run(run)
+    data_path = rundir.dataset_path(run_dir, data)
+    dataset = Dataset(data_path)
+    if resolution is None:
+        resolution = dataset.resolutions[-1]
+    if resolution not in dataset.resolutions:
+        raise UsageError(f"--resolution {resolution} is above the dataset's largest level, "
+                         f"{dataset.resolutions[-1]}x{dataset.resolutions[-1]}.")
+    cfg = TrainConfig(
+        resolution=resolution, arch=Arch(arch).value, fmap_base=fmap_base, fmap_max=fmap_max, kimg=kimg,
+        lod_kimg=lod_kimg, progressive=progressive, batch=batch, lr=lr, loss=Loss(loss).value, gamma=gamma,
+        r1_every=r1_every, pl_weight=pl_weight, pl_every=pl_every, mixing=mixing, mirror=mirror, ema_kimg=ema_kimg,
+        precision=precision.value if precision else None, compile=compile_, seed=seed, snap_kimg=snap,
+        tick_kimg=tick, image_ticks=image_ticks, keep=keep, data=str(data_path.resolve()), workers=workers,
+        metrics=_metric_names(metrics), metrics_kimg=metrics_every,
+    ).resolved(env.device)
+    trainer = Trainer(cfg, run_dir, dataset, env)
+    for level in levels(cfg, trainer.G.start_resolution):  # checked now rather than after hours of training
+        if batch_size(cfg, level) % env.world:
+            raise UsageError(f"The batch of {batch_size(cfg, level)} does not split evenly across {env.world} "
+                             f"processes.")
+        for metric in map(parse_metric, cfg.metrics):
+            problem = metric.image_problem(level)
+            if problem:
+                raise UsageError(f"--metrics {metric.name} at {level}x{level}: {problem}")
+    if dry_run:
+        summary = {"config": asdict(cfg), "parameters": {
+            "G": _param_count(trainer.G), "G.mapping": _param_count(trainer.G.mapping_network),
+            "D": _param_count(trainer.D)},
+            "num_ws": trainer.G.num_ws, "levels": levels(cfg, trainer.G.start_resolution),
+            "processes": env.world, "device": str(env.device)}
+        results([], summary)  # the configuration is the result, so JSON either way
+        return
+    latest = checkpoint.latest(run_dir)
+    if latest is not None:
+        state = checkpoint.load(latest, env.device)
+        old = state["config"]
+        changed = [k for k in checkpoint.NETWORK_KEYS if old[k] != getattr(cfg, k)]
+        if changed:
+            raise UsageError(f"{latest} was trained with " + ", ".join(f"--{k.replace('_', '-')} {old[k]}" for k in
+                                                                       changed) + "; pass the same or use a new run.")
+        trainer.load_state(state)
+        if env.main:
+            err.print(f"Resuming from {latest} at kimg {trainer.nimg / 1000:.1f}.")
+    if env.main:
+        rundir.write_json(rundir.train_dir(run_dir) / "config.json", asdict(cfg))
+    with rundir.stage(run_dir) if env.main else contextlib.nullcontext(rundir.StageRecord()) as record:
+        saved = train_loop(trainer, record)
+        if env.main:
+            results(saved[-1:], {"checkpoint": str(saved[-1]) if saved else None, "kimg": trainer.nimg / 1000}
+                    if as_json else None)
+    if env.world > 1:
+        dist.destroy_process_group()

@@ -1,0 +1,116 @@
+"""The discriminator (docs/design.md §6): PG's (§2-3, Table 2), shared by every arch as SG App. C
+does, with SG's blurred downsampling inside its blocks for all archs.
+
+While a new resolution fades in (PG §2, Fig. 2), the image-space skip uses 2x2 average pooling, so D
+sees the pooled image through the lower FromRGB, exactly as PG's Fig. 2.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from stylegan_cli.model.layers import (
+    LRELU_SLOPE,
+    SQRT2,
+    Downsample,
+    EqualizedConv2d,
+    EqualizedLinear,
+    feature_maps,
+    resolution_log2,
+)
+
+
+class FromRGB(nn.Module):
+    """1x1 conv from RGB to features, leaky ReLU 0.2 (PG Table 2)."""
+
+    def __init__(self, out_channels: int):
+        super().__init__()
+        self.conv = EqualizedConv2d(3, out_channels, 1, gain=SQRT2)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(self.conv(img), LRELU_SLOPE)
+
+
+class DiscriminatorBlock(nn.Module):
+    """One resolution of PG's discriminator (Table 2): 3x3 conv, 3x3 conv to the next resolution's width,
+    leaky ReLU 0.2 after each, then 2x downsampling (blurred, SG App. C, for every arch)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv0 = EqualizedConv2d(in_channels, in_channels, 3, gain=SQRT2)
+        self.conv1 = EqualizedConv2d(in_channels, out_channels, 3, gain=SQRT2)
+        self.down = Downsample(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.leaky_relu(self.conv0(x), LRELU_SLOPE)
+        return self.down(F.leaky_relu(self.conv1(x), LRELU_SLOPE))
+
+
+class MinibatchStd(nn.Module):
+    """Minibatch standard deviation (PG §3): the std of every feature at every pixel over a group of samples,
+    averaged into one value per group (per slice of channels when `num_features` > 1), appended as constant
+    feature maps. The group size is the largest divisor of N not above `group_size` (PG: 4); groups are
+    runs of consecutive samples (n // group size), so a batch split across processes in contiguous
+    shares forms the same groups as on one process. Computed in fp32."""
+
+    def __init__(self, group_size: int = 4, num_features: int = 1):
+        super().__init__()
+        self.group_size, self.num_features = group_size, num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        N, C, H, W = x.shape
+        G = max(g for g in range(1, min(self.group_size, N) + 1) if N % g == 0)
+        F_ = self.num_features
+        y = x.float().reshape(N // G, G, F_, C // F_, H, W)
+        y = (y.var(dim=1, unbiased=False) + 1e-8).sqrt().mean(dim=(2, 3, 4))  # (N/G, F)
+        y = y.view(N // G, 1, F_, 1, 1).expand(-1, G, -1, H, W).reshape(N, F_, H, W)
+        return torch.cat([x, y.to(x.dtype)], dim=1)
+
+
+class DiscriminatorEpilogue(nn.Module):
+    """The 4x4 end of PG's discriminator (Table 2): minibatch std, 3x3 conv, the 4x4 'conv' to a 1x1 output
+    (a dense layer on the flattened 4x4 maps), leaky ReLU after both, then a linear dense layer to 1."""
+
+    def __init__(self, channels: int, mbstd_group_size: int, mbstd_num_features: int):
+        super().__init__()
+        self.mbstd = MinibatchStd(mbstd_group_size, mbstd_num_features)
+        self.conv = EqualizedConv2d(channels + mbstd_num_features, channels, 3, gain=SQRT2)
+        self.fc = EqualizedLinear(channels * 16, channels, gain=SQRT2)
+        self.out = EqualizedLinear(channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.leaky_relu(self.conv(self.mbstd(x)), LRELU_SLOPE)
+        x = F.leaky_relu(self.fc(x.flatten(1)), LRELU_SLOPE)
+        return self.out(x).squeeze(1)
+
+
+class Discriminator(nn.Module):
+    """PG's discriminator (§2-3, Table 2), used by every arch (SG App. C keeps it): FromRGB at the input
+    resolution, a DiscriminatorBlock per resolution down to 8x8, then the 4x4 epilogue. With alpha < 1
+    the newest resolution fades in (PG Fig. 2): after its block, the features are
+    lerp(FromRGB_{res/2}(avg_pool_2x2(img)), block_res(FromRGB_res(img)), alpha)."""
+
+    def __init__(self, resolution: int, fmap_base: int = 8192, fmap_max: int = 512, mbstd_group_size: int = 4,
+                 mbstd_num_features: int = 1):
+        super().__init__()
+        log2 = resolution_log2(resolution)
+        fmaps = [feature_maps(2**i, fmap_base, fmap_max) for i in range(2, log2 + 1)]
+        self.resolution = resolution
+        self.from_rgb = nn.ModuleList(FromRGB(c) for c in fmaps)
+        self.blocks = nn.ModuleList(DiscriminatorBlock(fmaps[i], fmaps[i - 1]) for i in range(1, len(fmaps)))
+        self.epilogue = DiscriminatorEpilogue(fmaps[0], mbstd_group_size, mbstd_num_features)
+
+    def forward(self, img: torch.Tensor, res: int | None = None, alpha: float = 1.0) -> torch.Tensor:
+        """(N, 3, res, res) images -> (N,) scores."""
+        res = res or self.resolution
+        assert 4 <= res <= self.resolution and img.shape[1:] == (3, res, res), (img.shape, res)
+        n = resolution_log2(res) - 2
+        assert 0.0 <= alpha <= 1.0 and (alpha == 1.0 or n > 0), f"cannot fade in {res}x{res} at alpha {alpha}"
+        x = self.from_rgb[n](img)
+        for i in range(n, 0, -1):
+            x = self.blocks[i - 1](x)
+            if i == n and alpha < 1:
+                x = torch.lerp(self.from_rgb[n - 1](F.avg_pool2d(img, 2)), x, alpha)
+        return self.epilogue(x)

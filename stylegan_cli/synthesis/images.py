@@ -1,0 +1,55 @@
+"""Generator output as pictures: the one conversion to 8 bits (docs/design.md §11), image grids and
+PNG files. Every PNG the project writes and every uint8 image a metric reads goes through here."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from stylegan_cli.core import rundir
+
+
+def quantize(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) in [-1, 1] to uint8 on the same device: x * 127.5 + 128, clipped to [0, 255] and
+    truncated towards zero, as NVIDIA's scripts do it (docs/design.md §11)."""
+    return (images.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
+def from_uint8(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (real ones, for D or a classifier) to floats in [-1, 1]: the inverse mapping, x / 127.5 - 1."""
+    return images.float() / 127.5 - 1
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) in [-1, 1] to (N, H, W, 3) uint8 arrays, for PNG files."""
+    return quantize(images).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def image_grid(images: list[np.ndarray], cols: int | None = None, gap: int = 2) -> np.ndarray:
+    """Tiles equally sized (H, W, 3) uint8 images row by row, `cols` wide, on a white background."""
+    assert images, "no images to tile"
+    h, w, c = images[0].shape
+    cols = cols or math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / cols)
+    grid = np.full((rows * h + (rows - 1) * gap, cols * w + (cols - 1) * gap, c), 255, np.uint8)
+    for i, img in enumerate(images):
+        assert img.shape == (h, w, c), (img.shape, (h, w, c))
+        r, col = divmod(i, cols)
+        grid[r * (h + gap) : r * (h + gap) + h, col * (w + gap) : col * (w + gap) + w] = img
+    return grid
+
+
+def png_bytes(img: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def save_png(path: Path, img: np.ndarray) -> Path:
+    """Writes an (H, W, 3) uint8 image as PNG, atomically."""
+    return rundir.write_bytes(path, png_bytes(img))

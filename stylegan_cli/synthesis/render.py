@@ -1,0 +1,91 @@
+"""Latents to styles to images: batched, deterministic synthesis shared by every synthesis stage.
+
+A latent's z goes through the mapping network to the same w for every style input, unless the
+latent carries its w (StyleGAN §2). With noise mode `random`, the noise of each image is drawn
+from its own seed (StyleGAN §3.2), so results do not depend on `--batch`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from stylegan_cli.core.console import progress
+from stylegan_cli.core.errors import UsageError
+from stylegan_cli.model.generator import Generator, NoiseInjection
+from stylegan_cli.synthesis.images import to_uint8
+from stylegan_cli.synthesis.latents import Latent
+
+
+def to_ws(G: Generator, latents: list[Latent]) -> torch.Tensor:
+    """(N, num_ws, w_dim) styles on G's device: a latent's w as given, else its z through the mapping."""
+    device = G.w_avg.device
+    out = []
+    for latent in latents:
+        if latent.w is not None:
+            w = torch.as_tensor(latent.w, dtype=torch.float32, device=device)
+            if w.ndim == 1:
+                w = w.unsqueeze(0).repeat(G.num_ws, 1)
+            if w.shape != (G.num_ws, G.w_dim):
+                raise UsageError(f"{latent.label}: w has shape {tuple(w.shape)}; this generator takes "
+                                 f"({G.num_ws}, {G.w_dim}) or ({G.w_dim},).")
+        else:
+            if latent.z.shape != (G.z_dim,):
+                raise UsageError(f"{latent.label}: z has {latent.z.size} values; this generator takes {G.z_dim}.")
+            with torch.no_grad():
+                z = torch.as_tensor(latent.z, dtype=torch.float32, device=device).unsqueeze(0)
+                w = G.mapping(z, broadcast=True)[0]
+        out.append(w)
+    return torch.stack(out)
+
+
+def noise_seed(latent: Latent, fallback: int = 0) -> int:
+    """The seed that random noise for a latent's image is drawn from: the latent's own seed, so that a
+    seed gets the same noise in every stage; `fallback` for a latent without one."""
+    return latent.seed if latent.seed is not None else fallback
+
+
+def synthesize(G: Generator, ws: torch.Tensor, batch: int, noise_mode: str = "const",
+               noise_seeds: list[int] | None = None, noise_layers: list[bool] | None = None,
+               description: str = "synthesis") -> np.ndarray:
+    """(N, num_ws, w_dim) styles to (N, R, R, 3) uint8 images, `batch` at a time.
+
+    `noise_seeds` (one per image) seed its noise in `random` mode; `noise_layers` (one flag per
+    noise input, coarse to fine) keeps noise only where True (StyleGAN Figure 5)."""
+    n = ws.shape[0]
+    seeds = noise_seeds if noise_seeds is not None else list(range(n))
+    images = []
+    with torch.no_grad(), progress(description, n) as bar:
+        for start in range(0, n, batch):
+            chunk = ws[start : start + batch]
+            noise = None
+            if noise_mode == "random" or noise_layers is not None:
+                noise = _noise(G, seeds[start : start + batch], noise_mode, noise_layers)
+            out = G.synthesis(chunk, noise_mode=noise_mode, noise=noise)
+            images.append(to_uint8(out))
+            bar.advance(len(chunk))
+    return np.concatenate(images)
+
+
+def _noise(G: Generator, seeds: list[int], mode: str, layers: list[bool] | None) -> list[torch.Tensor]:
+    device = G.w_avg.device
+    if mode == "random":
+        per_image = [G.make_noise(1, generator=torch.Generator().manual_seed(s), device=device) for s in seeds]
+        noise = [torch.cat(maps) for maps in zip(*per_image)]
+    elif mode == "const":
+        noise = [b.expand(len(seeds), -1, -1, -1) for b in const_noise(G)]
+    else:
+        noise = [torch.zeros(len(seeds), 1, r, r, device=device) for r in noise_resolutions(G)]
+    if layers is not None:
+        noise = [x if keep else torch.zeros_like(x) for x, keep in zip(noise, layers, strict=True)]
+    return noise
+
+
+def noise_resolutions(G: Generator) -> list[int]:
+    """The resolution of each of G's noise inputs, coarse to fine."""
+    return [maps.shape[-1] for maps in G.make_noise(1, device="cpu")]
+
+
+def const_noise(G: Generator) -> list[torch.Tensor]:
+    """G's fixed noise images, (1, 1, r, r) each, as `noise_mode='const'` uses them."""
+    return [m.const for m in G.modules() if isinstance(m, NoiseInjection)]

@@ -1,0 +1,67 @@
+"""The configuration of a training run: one dataclass, stored in train/config.json and in every
+checkpoint, from which the networks are rebuilt (docs/design.md §6, §11).
+
+It is built by keyword. Fields whose default depends on the architecture or the device start as None
+and take their value in `resolved()`, so the stored configuration always holds the values used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from stylegan_cli.model.checkpoint import NETWORK_KEYS
+
+LOSSES = ("r1", "wgan-gp")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run."""
+
+    resolution: int
+    arch: str = "stylegan"
+    fmap_base: int = 8192
+    fmap_max: int = 512
+    kimg: float = 25000.0
+    lod_kimg: float = 600.0
+    progressive: bool = True
+    batch: int | None = None  # None: per resolution (training.schedule)
+    lr: float | None = None  # None: per resolution (training.schedule)
+    loss: str = "r1"
+    gamma: float = 10.0
+    r1_every: int | None = None  # None: 1; 16 for stylegan2 (lazy regularisation, StyleGAN2 §3.1)
+    pl_weight: float | None = None  # None: 0; 2 for stylegan2 (StyleGAN2 §3.2)
+    pl_every: int = 4
+    mixing: float | None = None  # None: 0.9 (StyleGAN §3.1); 0 for pggan, which has no style inputs
+    mirror: bool = False
+    ema_kimg: float = 10.0
+    precision: str | None = None  # None: bf16 on GPUs that have it, else fp32
+    compile: bool = False
+    seed: int = 0
+    snap_kimg: float = 100.0
+    tick_kimg: float = 4.0
+    image_ticks: int = 5
+    keep: int | None = None
+    data: str = ""
+    workers: int = 2
+    metrics: list[str] = field(default_factory=list)
+    metrics_kimg: float | None = None  # None: at every snapshot
+
+    def resolved(self, device: torch.device) -> TrainConfig:
+        """A copy with every arch- or device-dependent default filled in."""
+        stylegan2 = self.arch == "stylegan2"
+        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return replace(
+            self,
+            r1_every=self.r1_every if self.r1_every is not None else 16 if stylegan2 else 1,
+            pl_weight=self.pl_weight if self.pl_weight is not None else 2.0 if stylegan2 else 0.0,
+            mixing=self.mixing if self.mixing is not None else 0.0 if self.arch == "pggan" else 0.9,
+            precision=self.precision or ("bf16" if bf16 else "fp32"),
+        )
+
+    def network(self) -> dict:
+        """The fields that shape the networks, as `checkpoint.build_generator` takes them."""
+        return {k: getattr(self, k) for k in NETWORK_KEYS}

@@ -1,0 +1,149 @@
+"""The training loop: ticks, log lines, fakes grids, checkpoints, metrics during training, and
+stopping on a signal (docs/design.md §6, §10).
+
+Checkpoints are saved at every snapshot, on entering each resolution, at the end, and on
+SIGTERM/SIGINT/SIGUSR1, after which the process exits 128 + the signal's number, ready to resume.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from stylegan_cli.core import rundir, signals
+from stylegan_cli.core.console import err
+from stylegan_cli.core.device import peak_memory_gib
+from stylegan_cli.core.errors import SganError
+from stylegan_cli.metrics import evaluator as metrics_lib
+from stylegan_cli.metrics.registry import parse_metric
+from stylegan_cli.model import checkpoint
+from stylegan_cli.synthesis.images import save_png
+from stylegan_cli.training.schedule import batch_size, learning_rate, phase
+from stylegan_cli.training.stream import real_batches
+from stylegan_cli.training.trainer import Trainer
+
+
+class _Tick:
+    """Sums of the loss terms since the last log line."""
+
+    def __init__(self, nimg: int):
+        self.sums, self.steps, self.nimg, self.start = {}, 0, nimg, time.monotonic()
+
+    def add(self, stats: dict) -> None:
+        for k, v in stats.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.steps += 1
+
+
+def _log_line(trainer: Trainer, tick: _Tick, res: int, alpha: float) -> dict:
+    """One line of train/log.jsonl; a non-finite loss stops the run before anything is saved."""
+    cfg, env = trainer.cfg, trainer.env
+    seconds, images = time.monotonic() - tick.start, trainer.nimg - tick.nimg
+    line = {"kimg": round(trainer.nimg / 1000, 3), "resolution": res, "alpha": round(alpha, 4),
+            "lr": learning_rate(cfg, res), "batch": batch_size(cfg, res)}
+    line.update({k: round(float(env.mean(v)) / tick.steps, 5) for k, v in tick.sums.items()})
+    if not all(math.isfinite(v) for v in line.values() if isinstance(v, float)):
+        raise SganError(f"The loss became non-finite by kimg {line['kimg']} ({json.dumps(line)}); stopped without "
+                        f"saving, the last good checkpoint is {checkpoint.latest(trainer.run_dir)}.")
+    line.update({"sec_per_kimg": round(seconds / max(images / 1000, 1e-9), 3),
+                 "img_per_sec": round(images / max(seconds, 1e-9), 2),
+                 "memory_gib": round(peak_memory_gib(env.device), 3),
+                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    return line
+
+
+def _show(line: dict) -> None:
+    terms = "  ".join(f"{k} {line[k]:8.4f}" for k in ("loss_G", "loss_D", "r1", "gp", "pl") if k in line)
+    err.print(f"kimg {line['kimg']:9.3f}  res {line['resolution']:4d}  alpha {line['alpha']:4.2f}  {terms}  "
+              f"s/kimg {line['sec_per_kimg']:8.2f}  img/s {line['img_per_sec']:8.1f}  mem {line['memory_gib']:.2f} GiB",
+              highlight=False)
+
+
+def train_loop(trainer: Trainer, record: rundir.StageRecord) -> list[Path]:
+    """Trains until cfg.kimg; saves at every snap, on entering each resolution, at the end and on
+    SIGTERM/SIGINT/SIGUSR1 (then exits 128+signal, ready to resume)."""
+    cfg, env, run_dir = trainer.cfg, trainer.env, trainer.run_dir
+    start_res = trainer.G.start_resolution
+    total, tick_images, snap_images = int(cfg.kimg * 1000), int(cfg.tick_kimg * 1000), int(cfg.snap_kimg * 1000)
+    stop = {"signal": 0}
+    previous = {s: signal.signal(s, lambda signum, frame: stop.update(signal=signum)) for s in signals.STOP_SIGNALS}
+    saved: list[Path] = []
+    last_saved = {"nimg": -1 if checkpoint.latest(run_dir) is None else trainer.nimg}
+    metrics_images = int((cfg.metrics_kimg or cfg.snap_kimg) * 1000)
+    next_metrics = (trainer.nimg // metrics_images + 1) * metrics_images
+
+    def save(reason: str) -> None:
+        if env.main and last_saved["nimg"] != trainer.nimg:
+            path = checkpoint.save(run_dir, trainer.state(), trainer.nimg // 1000, keep=cfg.keep)
+            saved.append(path)
+            record.outputs.append(str(path))
+            err.print(f"saved {path} ({reason})")
+        last_saved["nimg"] = trainer.nimg
+
+    try:
+        loader_res, reals, tick, ticks = None, None, _Tick(trainer.nimg), 0
+        next_snap = (trainer.nimg // snap_images + 1) * snap_images
+        while trainer.nimg < total and not stop["signal"]:
+            res, alpha = phase(trainer.nimg, cfg, start_res)
+            if res != loader_res:
+                batch = batch_size(cfg, res)
+                if loader_res is not None:
+                    save(f"entering {res}x{res}")
+                reals = real_batches(trainer.dataset, trainer.stream, res, trainer.nimg, batch, env.rank, env.world,
+                                     cfg.workers, env.device.type == "cuda")
+                loader_res = res
+            tick.add(trainer.iteration(next(reals), res, alpha))
+            if env.world > 1:  # every rank must see a stop signal at the same step
+                flag = torch.tensor(float(stop["signal"]), device=env.device)
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                stop["signal"] = stop["signal"] or int(flag.item())
+            if trainer.nimg - tick.nimg >= tick_images or trainer.nimg >= total or stop["signal"]:
+                line = _log_line(trainer, tick, res, alpha)
+                ticks += 1
+                if env.main:
+                    rundir.append_jsonl(rundir.train_dir(run_dir) / "log.jsonl", line)
+                    _show(line)
+                    if ticks % cfg.image_ticks == 0 or trainer.nimg >= total:
+                        path = save_png(rundir.train_dir(run_dir) / f"fakes-{trainer.nimg // 1000:07d}.png",
+                                        trainer.fakes_grid(res, alpha))
+                        record.outputs.append(str(path))
+                tick = _Tick(trainer.nimg)
+            if trainer.nimg >= next_snap:
+                save("snapshot")
+                next_snap += snap_images
+            if cfg.metrics and (trainer.nimg >= next_metrics or trainer.nimg >= total) and not stop["signal"]:
+                save("metrics")
+                evaluate(trainer, res, alpha, checkpoint.latest(run_dir))
+                next_metrics = (trainer.nimg // metrics_images + 1) * metrics_images
+        save(f"stopped by {signal.Signals(stop['signal']).name}" if stop["signal"] else "final")
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if stop["signal"]:
+        err.print(f"Stopped at kimg {trainer.nimg / 1000:.3f}; run the same command again to resume.")
+        raise signals.Stopped(stop["signal"])
+    return saved
+
+
+def evaluate(trainer: Trainer, res: int, alpha: float, ckpt: Path | None) -> None:
+    """`--metrics` during training: rank 0 evaluates the moving-average generator of the checkpoint
+    just saved and appends to RUN/metrics.jsonl, while the other ranks wait. The training's random
+    state is left untouched, so a resumed run continues exactly."""
+    cfg, env = trainer.cfg, trainer.env
+    if env.main:
+        with torch.random.fork_rng(devices=[env.device] if env.device.type == "cuda" else []):
+            evaluator = metrics_lib.for_checkpoint(trainer.G_ema, res, alpha, trainer.dataset, batch=32, seed=0,
+                                                   device=env.device, workers=cfg.workers)
+            settings = {"resolution": res, "alpha": alpha, "seed": 0, "data": cfg.data}
+            found = metrics_lib.run_metrics(evaluator, [parse_metric(m) for m in cfg.metrics],
+                                            trainer.run_dir, str(ckpt) if ckpt else None, trainer.nimg / 1000,
+                                            settings)
+        err.print("metrics: " + "  ".join(f"{r.metric} {r.value:.4g}" for r in found))
+    if env.world > 1:
+        dist.barrier()
