@@ -16,7 +16,7 @@ sgan data info -r "$run"
 sgan data grid -r "$run" --out "$run/data/grid.png"
 # 3. A short progressive training of a small StyleGAN at 32x32 (a minute or two on a laptop CPU).
 sgan train -r "$run" --resolution 32 --fmap-base 256 --fmap-max 64 --kimg 3 --lod-kimg 0.5 --batch 16 \
-    --lr 0.003 --ema-kimg 0.2 --mirror --tick 0.5 --image-ticks 2 --snap 1 --workers 0
+    --lr 0.003 --mirror --tick 0.5 --image-ticks 2 --snap 1 --workers 0
 # 4. Samples with the truncation trick, and the paper's style-mixing grid (at 32x32 the coarse
 #    group is 4x4-8x8 and the middle group 16x16-32x32).
 sgan sample -r "$run" --seeds 0-15 --grid 8x2 --trunc 0.7 --save-latents

@@ -10,11 +10,11 @@ from stylegan_cli.model.generator import Generator
 from stylegan_cli.synthesis.images import quantize
 
 
-def generate_figures(*, arch: str, resolution: int, batch: int, precision: str, compiled: bool, fmap_base: int,
-            fmap_max: int, iters: int, warmup: int, device: torch.device) -> dict:
+def generate_figures(*, arch: str, g_arch: str, resolution: int, batch: int, precision: str, compiled: bool,
+                     fmap_base: int, fmap_max: int, iters: int, warmup: int, device: torch.device) -> dict:
     """img/s, ms per batch, peak memory, GFLOP per image and achieved TFLOP/s of z -> mapping ->
     synthesis -> uint8 for a freshly initialised generator, under `precision` autocast."""
-    G = Generator(arch, resolution, fmap_base=fmap_base, fmap_max=fmap_max).eval().requires_grad_(False)
+    G = Generator(arch, resolution, fmap_base=fmap_base, fmap_max=fmap_max, g_arch=g_arch).eval().requires_grad_(False)
     G.to(device)
     synthesis = torch.compile(G.synthesis) if compiled else G.synthesis
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
@@ -29,7 +29,8 @@ def generate_figures(*, arch: str, resolution: int, batch: int, precision: str, 
     flops = count_flops(lambda: generate(G.synthesis))
     return {
         "device": device_name(device),
-        "arch": arch, "resolution": resolution, "batch": batch, "precision": precision,
+        "arch": arch, "g_arch": g_arch, "fmap_base": fmap_base, "resolution": resolution, "batch": batch,
+        "precision": precision,
         "compile": compiled, "img_per_s": sig(batch / seconds), "ms_per_batch": sig(seconds * 1000),
         "peak_memory_gib": sig(peak_memory_gib(device)), "gflop_per_image": sig(flops / batch / 1e9),
         "tflop_per_s": sig(flops / seconds / 1e12),

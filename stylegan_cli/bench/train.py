@@ -28,8 +28,9 @@ def train_figures(cfg: TrainConfig, device: torch.device, iters: int, warmup: in
     iters = -(-iters // period) * period
     reals = torch.randint(0, 256, (batch, 3, resolution, resolution), dtype=torch.uint8, device=device)
     step = lambda: trainer.iteration(reals, resolution, 1.0)  # noqa: E731
-    err.print(f"{cfg.arch} {resolution}x{resolution}, batch {batch}, {cfg.precision}"
-              f"{', compiled' if cfg.compile else ''} on {device}: {warmup} warm-up + {iters} timed iterations")
+    err.print(f"{cfg.arch} ({cfg.g_arch} G, {cfg.d_arch} D) {resolution}x{resolution}, batch {batch}, "
+              f"{cfg.precision}{', compiled' if cfg.compile else ''} on {device}: {warmup} warm-up + {iters} timed "
+              f"iterations")
     seconds = seconds_per_call(step, warmup, iters, device)
     compiled = trainer.synthesis, trainer.D_plain
     trainer.synthesis, trainer.D_plain = trainer.G.synthesis, trainer.D  # FLOPs are counted eagerly
@@ -37,7 +38,8 @@ def train_figures(cfg: TrainConfig, device: torch.device, iters: int, warmup: in
     trainer.synthesis, trainer.D_plain = compiled
     return {
         "device": device_name(device),
-        "arch": cfg.arch, "resolution": resolution, "batch": batch, "precision": cfg.precision,
+        "arch": cfg.arch, "g_arch": cfg.g_arch, "d_arch": cfg.d_arch, "fmap_base": cfg.fmap_base,
+        "resolution": resolution, "batch": batch, "precision": cfg.precision,
         "compile": cfg.compile, "r1_every": cfg.r1_every, "pl_every": cfg.pl_every if cfg.pl_weight > 0 else None,
         "iterations": iters, "s_per_kimg": sig(seconds / batch * 1000), "img_per_s": sig(batch / seconds),
         "peak_memory_gib": sig(peak_memory_gib(device)), "gflop_per_iteration": sig(flops / 1e9),

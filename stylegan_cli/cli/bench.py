@@ -20,7 +20,17 @@ from stylegan_cli.bench.data import loader_figures
 from stylegan_cli.bench.generate import generate_figures
 from stylegan_cli.bench.prep import find_faces, prep_figures
 from stylegan_cli.bench.train import train_figures
-from stylegan_cli.cli.options import Arch, DataOption, Precision, RunOption, power_of_two
+from stylegan_cli.cli.options import (
+    Arch,
+    ConfigFOption,
+    DArchOption,
+    DataOption,
+    GArchOption,
+    Precision,
+    RunOption,
+    architectures,
+    power_of_two,
+)
 from stylegan_cli.core import rundir
 from stylegan_cli.core.console import results
 from stylegan_cli.core.device import default_device
@@ -30,6 +40,10 @@ from stylegan_cli.training.config import TrainConfig
 
 app = typer.Typer(help="Measure speed: figures for BENCHMARKS.md.", no_args_is_help=True)
 JsonOption = Annotated[bool, typer.Option("--json", help="Also print the figures as one JSON document on stdout.")]
+FmapBaseOption = Annotated[Optional[int], typer.Option("--fmap-base", min=16, show_default=False,
+                                                       help="Capacity, as for `sgan train` (and its default).")]
+FmapMaxOption = Annotated[int, typer.Option("--fmap-max", min=1, help="Most feature maps in any layer.")]
+C = TrainConfig  # the defaults below are `sgan train`'s
 
 
 def _print_figures(title: str, figures: dict, as_json: bool) -> None:
@@ -64,16 +78,20 @@ def bench_prep(
 
 @app.command("train")
 def bench_train(
+    ctx: typer.Context,
     resolution: Annotated[int, typer.Option("--resolution", callback=power_of_two(8),
                                             help="Training resolution (fixed; no fade).")] = 256,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Minibatch.")] = 32,
-    arch: Annotated[Arch, typer.Option("--arch", help="Generator architecture.")] = Arch.stylegan,
+    arch: Annotated[Arch, typer.Option("--arch", help="Generator architecture.")] = C.arch,
+    g_arch: GArchOption = C.g_arch,
+    d_arch: DArchOption = C.d_arch,
+    config_f: ConfigFOption = False,
     precision: Annotated[Optional[Precision], typer.Option("--precision", show_default=False,
                                                                  help="Default: as `sgan train` chooses.")] = None,
     compile_: Annotated[bool, typer.Option("--compile",
                                            help="torch.compile G and D, as `sgan train --compile`.")] = False,
-    fmap_base: Annotated[int, typer.Option("--fmap-base", min=16, help="Capacity, as for `sgan train`.")] = 8192,
-    fmap_max: Annotated[int, typer.Option("--fmap-max", min=1, help="Most feature maps in any layer.")] = 512,
+    fmap_base: FmapBaseOption = C.fmap_base,
+    fmap_max: FmapMaxOption = C.fmap_max,
     r1_every: Annotated[Optional[int], typer.Option("--r1-every", min=1, show_default=False,
                                                     help="R1 every N steps (default as `sgan train`).")] = None,
     iters: Annotated[int, typer.Option("--iters", min=1, help="Timed iterations, rounded up to whole "
@@ -84,9 +102,10 @@ def bench_train(
 ) -> None:
     """Steady-state training speed: s/kimg, img/s, peak memory and achieved TFLOP/s of the trainer's own
     iteration (a D step and a G step, R1 and path length at their schedule) on synthetic reals."""
+    networks = architectures(ctx, config_f, arch=arch, g_arch=g_arch, d_arch=d_arch)
     device = default_device()
     # One fixed resolution and nothing on a schedule but the regularisers: only the iteration is timed.
-    cfg = TrainConfig(resolution=resolution, arch=arch.value, fmap_base=fmap_base, fmap_max=fmap_max, kimg=1e9,
+    cfg = TrainConfig(resolution=resolution, **networks, fmap_base=fmap_base, fmap_max=fmap_max, kimg=1e9,
                       lod_kimg=1e9, progressive=False, batch=batch, r1_every=r1_every,
                       precision=precision.value if precision else None, compile=compile_, snap_kimg=1e9,
                       tick_kimg=1e9, image_ticks=1, workers=0).resolved(device)
@@ -95,22 +114,28 @@ def bench_train(
 
 @app.command("generate")
 def bench_generate(
+    ctx: typer.Context,
     resolution: Annotated[int, typer.Option("--resolution", callback=power_of_two(4),
                                             help="Output resolution.")] = 1024,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Images per forward pass.")] = 32,
-    arch: Annotated[Arch, typer.Option("--arch", help="Generator architecture.")] = Arch.stylegan,
+    arch: Annotated[Arch, typer.Option("--arch", help="Generator architecture.")] = C.arch,
+    g_arch: GArchOption = C.g_arch,
     precision: Annotated[Precision, typer.Option("--precision", help="Autocast dtype.")] = Precision.fp32,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the synthesis network.")] = False,
-    fmap_base: Annotated[int, typer.Option("--fmap-base", min=16, help="Capacity, as for `sgan train`.")] = 8192,
-    fmap_max: Annotated[int, typer.Option("--fmap-max", min=1, help="Most feature maps in any layer.")] = 512,
+    fmap_base: FmapBaseOption = C.fmap_base,
+    fmap_max: FmapMaxOption = C.fmap_max,
     iters: Annotated[int, typer.Option("--iters", min=1, help="Timed batches.")] = 20,
     warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed batches first.")] = 5,
     as_json: JsonOption = False,
 ) -> None:
     """Generation speed: z -> mapping -> synthesis -> uint8 images on the device, in img/s."""
+    networks = architectures(ctx, arch=arch, g_arch=g_arch)
+    device = default_device()
+    # The capacity `sgan train` would give this generator (config F's for a skip or resnet one).
+    cfg = TrainConfig(resolution=resolution, **networks, fmap_base=fmap_base, fmap_max=fmap_max).resolved(device)
     figures = generate_figures(
-        arch=arch.value, resolution=resolution, batch=batch, precision=precision.value, compiled=compile_,
-        fmap_base=fmap_base, fmap_max=fmap_max, iters=iters, warmup=warmup, device=default_device(),
+        **networks, resolution=resolution, batch=batch, precision=precision.value, compiled=compile_,
+        fmap_base=cfg.fmap_base, fmap_max=fmap_max, iters=iters, warmup=warmup, device=device,
     )
     _print_figures("sgan bench generate", figures, as_json)
 

@@ -9,8 +9,9 @@ from typing import Annotated, Optional
 import typer
 
 from stylegan_cli.core.errors import UsageError
-from stylegan_cli.model.generator import ARCHS, Generator
-from stylegan_cli.training.config import LOSSES, PRECISIONS
+from stylegan_cli.model.discriminator import D_ARCHS
+from stylegan_cli.model.generator import ARCHS, G_ARCHS, Generator
+from stylegan_cli.training.config import CONFIG_F, LOSSES, PRECISIONS
 
 RunOption = Annotated[
     Optional[Path],
@@ -24,8 +25,10 @@ DataOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of paths.")]
 
 
-# The choices of --arch, --loss and --precision, from the lists the library defines.
+# The choices of --arch, --g-arch, --d-arch, --loss and --precision, from the lists the library defines.
 Arch = Enum("Arch", {name: name for name in ARCHS}, type=str)
+GArch = Enum("GArch", {name: name for name in G_ARCHS}, type=str)
+DArch = Enum("DArch", {name: name for name in D_ARCHS}, type=str)
 Loss = Enum("Loss", {name.replace("-", "_"): name for name in LOSSES}, type=str)
 Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)
 
@@ -36,6 +39,14 @@ class NoiseMode(str, Enum):
     none = "none"
 
 
+GArchOption = Annotated[GArch, typer.Option(
+    "--g-arch", help="Generator design: --arch's own, growable (orig), or StyleGAN2's output skips or residual "
+                     "blocks (stylegan2 only; §4.1, Figure 7).")]
+DArchOption = Annotated[DArch, typer.Option(
+    "--d-arch", help="Discriminator design: Progressive GAN's, growable (orig), or StyleGAN2's input skips or "
+                     "residual blocks (stylegan2 only; §4.1, Figure 7).")]
+ConfigFOption = Annotated[bool, typer.Option(
+    "--config-f", help="StyleGAN2 config F: --arch stylegan2 --g-arch skip --d-arch resnet.")]
 CkptOption = Annotated[Optional[Path], typer.Option("--ckpt", help="Checkpoint to read (default: the run's newest).",
                                                     show_default=False)]
 BatchOption = Annotated[int, typer.Option("--batch", min=1, help="Images per forward pass.")]
@@ -55,6 +66,23 @@ def power_of_two(minimum: int):
         return value
 
     return check
+
+
+def architectures(ctx: typer.Context, config_f: bool = False, **given: Enum) -> dict[str, str]:
+    """The values of --arch and of --g-arch/--d-arch (`given` by parameter name), or --config-f's, which
+    those flags may repeat but not contradict; checked: the skip and residual designs are StyleGAN2's."""
+    chosen = {key: value.value for key, value in given.items()}
+    if config_f:
+        for key, value in chosen.items():
+            # Typer may carry its own copy of Click, so the source is compared by name.
+            if ctx.get_parameter_source(key).name != "DEFAULT" and value != CONFIG_F[key]:
+                raise UsageError(f"--config-f means --{key.replace('_', '-')} {CONFIG_F[key]}, not {value}.")
+        chosen.update({key: CONFIG_F[key] for key in chosen})
+    for key in ("g_arch", "d_arch"):
+        if chosen.get(key, "orig") != "orig" and chosen["arch"] != "stylegan2":
+            raise UsageError(f"--{key.replace('_', '-')} {chosen[key]} is a StyleGAN2 design (§4.1) and needs "
+                             f"--arch stylegan2, not {chosen['arch']}.")
+    return chosen
 
 
 def check_cutoff(G: Generator, cutoff: int | None) -> None:

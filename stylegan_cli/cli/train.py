@@ -1,5 +1,6 @@
-"""`sgan train`: progressive training of a style-based generator on the run's dataset, resuming from
-its newest checkpoint (docs/design.md §6). The flags build a `TrainConfig`; `training/` does the rest."""
+"""`sgan train`: training of a style-based generator on the run's dataset, progressive or (StyleGAN2's
+skip and residual networks) at full resolution, resuming from its newest checkpoint (docs/design.md §6).
+The flags build a `TrainConfig`; `training/` does the rest."""
 
 from __future__ import annotations
 
@@ -11,7 +12,19 @@ import torch
 import torch.distributed as dist
 import typer
 
-from stylegan_cli.cli.options import Arch, DataOption, JsonOption, Loss, Precision, RunOption, power_of_two
+from stylegan_cli.cli.options import (
+    Arch,
+    ConfigFOption,
+    DArchOption,
+    DataOption,
+    GArchOption,
+    JsonOption,
+    Loss,
+    Precision,
+    RunOption,
+    architectures,
+    power_of_two,
+)
 from stylegan_cli.core import rundir
 from stylegan_cli.core.console import err, results
 from stylegan_cli.core.errors import UsageError
@@ -43,6 +56,7 @@ C = TrainConfig  # the defaults below are the configuration's own
 
 
 def train(
+    ctx: typer.Context,
     run: RunOption = None,
     data: DataOption = None,
     resolution: Annotated[Optional[int], typer.Option(
@@ -50,24 +64,31 @@ def train(
         help="Target resolution (default: the dataset's largest).")] = None,
     arch: Annotated[Arch, typer.Option(
         "--arch", help="Generator: StyleGAN, StyleGAN2 (weight demodulation), or Progressive GAN.")] = C.arch,
-    fmap_base: Annotated[int, typer.Option(
-        "--fmap-base", min=16,
-        help="Feature-map budget: maps per resolution are min(fmap_base / 2^(log2 res - 1), fmap_max).")] = C.fmap_base,
+    g_arch: GArchOption = C.g_arch,
+    d_arch: DArchOption = C.d_arch,
+    config_f: ConfigFOption = False,
+    fmap_base: Annotated[Optional[int], typer.Option(
+        "--fmap-base", min=16, show_default=False,
+        help="Feature-map budget: maps per resolution are min(fmap_base / 2^(log2 res - 1), fmap_max) (default "
+             "8192; 16384, as StyleGAN2 config F, with a skip or resnet G or D).")] = C.fmap_base,
     fmap_max: Annotated[int, typer.Option("--fmap-max", min=1, help="Most feature maps in any layer.")] = C.fmap_max,
     kimg: Annotated[float, typer.Option(
         "--kimg", min=0.001, help="Thousands of real images to train on in total.")] = C.kimg,
     lod_kimg: Annotated[float, typer.Option(
         "--lod-kimg", min=0.001,
         help="Thousands of images to fade in each new resolution, and to stabilise it.")] = C.lod_kimg,
-    progressive: Annotated[bool, typer.Option(
-        "--progressive/--no-progressive",
-        help="Grow from 8x8 (4x4 for pggan), or train at the target size.")] = C.progressive,
+    progressive: Annotated[Optional[bool], typer.Option(
+        "--progressive/--no-progressive", show_default=False,
+        help="Grow from 8x8 (4x4 for pggan), or train at the target size (default: grow, unless G or D is "
+             "skip or resnet).")] = C.progressive,
     batch: Annotated[Optional[int], typer.Option(
         "--batch", min=1, show_default=False,
-        help="Global minibatch (default: per resolution, 512 at 4x4 down to 32 from 64x64).")] = None,
+        help="Global minibatch (default: per resolution, 512 at 4x4 down to 32 from 64x64; 32 with a skip or "
+             "resnet G or D).")] = C.batch,
     lr: Annotated[Optional[float], typer.Option(
         "--lr", min=0, show_default=False,
-        help="Learning rate (default: 0.001, rising to 0.0015/0.002/0.003 at 128/256/512+).")] = None,
+        help="Learning rate (default: 0.001, rising to 0.0015/0.002/0.003 at 128/256/512+; 0.002 with a skip "
+             "or resnet G or D).")] = C.lr,
     loss: Annotated[Loss, typer.Option("--loss", help="Non-saturating logistic with R1, or WGAN-GP.")] = C.loss,
     gamma: Annotated[float, typer.Option("--gamma", min=0, help="R1 weight.")] = C.gamma,
     r1_every: Annotated[Optional[int], typer.Option(
@@ -85,6 +106,10 @@ def train(
     ema_kimg: Annotated[float, typer.Option(
         "--ema-kimg", min=0.001,
         help="Half-life of the generator's moving average, in thousands of images.")] = C.ema_kimg,
+    ema_rampup: Annotated[float, typer.Option(
+        "--ema-rampup", min=0,
+        help="Cap that half-life at this share of the images seen so far, so the average follows G early on "
+             "(StyleGAN2-ADA); 0 keeps it constant.")] = C.ema_rampup,
     precision: Annotated[Optional[Precision], typer.Option(
         "--precision", show_default=False,
         help="Arithmetic (default: bf16 on GPUs that have it, else fp32).")] = None,
@@ -111,6 +136,7 @@ def train(
     as_json: JsonOption = False,
 ) -> None:
     """Train a generator on the run's dataset, resuming from its newest checkpoint if it has one."""
+    networks = architectures(ctx, config_f, arch=arch, g_arch=g_arch, d_arch=d_arch)
     env = init_distributed()
     run_dir = rundir.resolve_run(run)
     data_path = rundir.dataset_path(run_dir, data)
@@ -121,13 +147,18 @@ def train(
         raise UsageError(f"--resolution {resolution} is above the dataset's largest level, "
                          f"{dataset.resolutions[-1]}x{dataset.resolutions[-1]}.")
     cfg = TrainConfig(
-        resolution=resolution, arch=Arch(arch).value, fmap_base=fmap_base, fmap_max=fmap_max, kimg=kimg,
+        resolution=resolution, **networks, fmap_base=fmap_base, fmap_max=fmap_max, kimg=kimg,
         lod_kimg=lod_kimg, progressive=progressive, batch=batch, lr=lr, loss=Loss(loss).value, gamma=gamma,
         r1_every=r1_every, pl_weight=pl_weight, pl_every=pl_every, mixing=mixing, mirror=mirror, ema_kimg=ema_kimg,
-        precision=precision.value if precision else None, compile=compile_, seed=seed, snap_kimg=snap,
-        tick_kimg=tick, image_ticks=image_ticks, keep=keep, data=str(data_path.resolve()), workers=workers,
-        metrics=_metric_names(metrics), metrics_kimg=metrics_every,
-    ).resolved(env.device)
+        ema_rampup=ema_rampup, precision=precision.value if precision else None, compile=compile_, seed=seed,
+        snap_kimg=snap, tick_kimg=tick, image_ticks=image_ticks, keep=keep, data=str(data_path.resolve()),
+        workers=workers, metrics=_metric_names(metrics), metrics_kimg=metrics_every,
+    )
+    if cfg.progressive and cfg.redesigned:
+        raise UsageError("--progressive needs --g-arch orig and --d-arch orig: StyleGAN2's skip and residual "
+                         "designs replace growing (§4.1; a resnet D, for one, has no FromRGB below full resolution "
+                         "to fade in), so they train at full resolution from the start.")
+    cfg = cfg.resolved(env.device)
     trainer = Trainer(cfg, run_dir, dataset, env)
     for level in levels(cfg, trainer.G.start_resolution):  # checked now rather than after hours of training
         if batch_size(cfg, level) % env.world:
@@ -148,8 +179,8 @@ def train(
     latest = checkpoint.latest(run_dir)
     if latest is not None:
         state = checkpoint.load(latest, env.device)
-        old = state["config"]
-        changed = [k for k in checkpoint.NETWORK_KEYS if old[k] != getattr(cfg, k)]
+        old, new = checkpoint.network_config(state["config"]), cfg.network()  # old files: the original networks
+        changed = [k for k in new if old[k] != new[k]]
         if changed:
             raise UsageError(f"{latest} was trained with " + ", ".join(f"--{k.replace('_', '-')} {old[k]}" for k in
                                                                        changed) + "; pass the same or use a new run.")

@@ -24,7 +24,9 @@ from stylegan_cli.model.generator import Generator
 
 FORMAT = "sgan-checkpoint"
 VERSION = 1
-NETWORK_KEYS = ("arch", "resolution", "fmap_base", "fmap_max")  # the config fields that shape the networks
+# The config fields that shape the networks, with the value a checkpoint written before a field existed means.
+NETWORK_DEFAULTS = {"g_arch": "orig", "d_arch": "orig"}
+NETWORK_KEYS = ("arch", "resolution", "fmap_base", "fmap_max", *NETWORK_DEFAULTS)
 _NAME = re.compile(r"ckpt-(\d{7})\.pt$")
 
 
@@ -33,13 +35,22 @@ def header() -> dict:
     return {"format": FORMAT, "version": VERSION, "sgan_version": __version__}
 
 
+def network_config(config: dict) -> dict:
+    """The NETWORK_KEYS of a stored (or new) training configuration, defaults filled in for old files."""
+    return {k: config.get(k, NETWORK_DEFAULTS.get(k)) for k in NETWORK_KEYS}
+
+
 def build_generator(config: dict) -> Generator:
     """The generator a stored training configuration describes (untrained weights)."""
-    return Generator(config["arch"], config["resolution"], fmap_base=config["fmap_base"], fmap_max=config["fmap_max"])
+    net = network_config(config)
+    return Generator(net["arch"], net["resolution"], fmap_base=net["fmap_base"], fmap_max=net["fmap_max"],
+                     g_arch=net["g_arch"])
 
 
 def build_discriminator(config: dict) -> Discriminator:
-    return Discriminator(config["resolution"], fmap_base=config["fmap_base"], fmap_max=config["fmap_max"])
+    net = network_config(config)
+    return Discriminator(net["resolution"], fmap_base=net["fmap_base"], fmap_max=net["fmap_max"],
+                         d_arch=net["d_arch"])
 
 
 def save(run_dir: Path, state: dict, kimg: int, keep: int | None = None) -> Path:

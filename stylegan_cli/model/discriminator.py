@@ -12,15 +12,23 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from stylegan_cli.model.layers import (
+    CONV_CLAMP,
     LRELU_SLOPE,
     SQRT2,
+    SQRT_HALF,
     Downsample,
     EqualizedConv2d,
     EqualizedLinear,
+    FIRConv1x1,
+    clamp_reduced,
     feature_maps,
     resolution_log2,
 )
+from stylegan_cli.model.resample import downsample2d, fir_filter, upfirdn2d
 
+# The discriminators of StyleGAN2 Figure 7 (`d_arch`): "orig" is Progressive GAN's, which grows; "skip"
+# reads the image at every resolution; "resnet" (config F's) has residual connections.
+D_ARCHS = ("orig", "skip", "resnet")
 
 class FromRGB(nn.Module):
     """1x1 conv from RGB to features, leaky ReLU 0.2 (PG Table 2)."""
@@ -46,6 +54,30 @@ class DiscriminatorBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.leaky_relu(self.conv0(x), LRELU_SLOPE)
         return self.down(F.leaky_relu(self.conv1(x), LRELU_SLOPE))
+
+
+class ResidualBlock(nn.Module):
+    """One resolution of StyleGAN2's skip or residual discriminator (SG2 Fig. 7b-c), as NVIDIA's code builds
+    it: 3x3 conv, then a 3x3 conv to the next resolution's width that downsamples (the [1,3,3,1] filter,
+    then stride 2), leaky ReLU 0.2 after each, activations clamped in reduced precision; for resnet, plus
+    a 1x1 downsampled residual path, both paths scaled by 1/sqrt(2)."""
+
+    def __init__(self, in_channels: int, out_channels: int, residual: bool):
+        super().__init__()
+        gain = SQRT_HALF if residual else 1.0
+        self.conv0 = EqualizedConv2d(in_channels, in_channels, 3, gain=SQRT2)
+        self.conv1 = EqualizedConv2d(in_channels, out_channels, 3, gain=SQRT2 * gain)
+        self.skip = FIRConv1x1(in_channels, out_channels, up=False) if residual else None
+        self.register_buffer("fir", fir_filter(), persistent=False)
+        self.clamps = (CONV_CLAMP, CONV_CLAMP * gain)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = None if self.skip is None else self.skip(x)
+        x = clamp_reduced(F.leaky_relu(self.conv0(x), LRELU_SLOPE), self.clamps[0])
+        x = F.conv2d(upfirdn2d(x, self.fir, padding=(2, 2, 2, 2)), self.conv1.weight * self.conv1.weight_gain,
+                     self.conv1.bias, stride=2)
+        x = clamp_reduced(F.leaky_relu(x, LRELU_SLOPE), self.clamps[1])
+        return x if residual is None else residual + x
 
 
 class MinibatchStd(nn.Module):
@@ -90,22 +122,36 @@ class Discriminator(nn.Module):
     """PG's discriminator (§2-3, Table 2), used by every arch (SG App. C keeps it): FromRGB at the input
     resolution, a DiscriminatorBlock per resolution down to 8x8, then the 4x4 epilogue. With alpha < 1
     the newest resolution fades in (PG Fig. 2): after its block, the features are
-    lerp(FromRGB_{res/2}(avg_pool_2x2(img)), block_res(FromRGB_res(img)), alpha)."""
+    lerp(FromRGB_{res/2}(avg_pool_2x2(img)), block_res(FromRGB_res(img)), alpha).
+
+    `d_arch` "skip" or "resnet" gives StyleGAN2's discriminators (SG2 Fig. 7b-c; config F's is resnet),
+    which work at their full resolution only: resnet reads the image once, through the top FromRGB; skip
+    reads it at every resolution, downsampled with the [1,3,3,1] filter, and adds each FromRGB's features,
+    the epilogue's too."""
 
     def __init__(self, resolution: int, fmap_base: int = 8192, fmap_max: int = 512, mbstd_group_size: int = 4,
-                 mbstd_num_features: int = 1):
+                 mbstd_num_features: int = 1, d_arch: str = "orig"):
         super().__init__()
+        if d_arch not in D_ARCHS:
+            raise ValueError(f"d_arch must be one of {', '.join(D_ARCHS)}, not {d_arch!r}")
         log2 = resolution_log2(resolution)
         fmaps = [feature_maps(2**i, fmap_base, fmap_max) for i in range(2, log2 + 1)]
-        self.resolution = resolution
-        self.from_rgb = nn.ModuleList(FromRGB(c) for c in fmaps)
-        self.blocks = nn.ModuleList(DiscriminatorBlock(fmaps[i], fmaps[i - 1]) for i in range(1, len(fmaps)))
+        self.resolution, self.d_arch = resolution, d_arch
+        self.from_rgb = nn.ModuleList(FromRGB(c) for c in (fmaps[-1:] if d_arch == "resnet" else fmaps))
+        self.blocks = nn.ModuleList(
+            DiscriminatorBlock(fmaps[i], fmaps[i - 1]) if d_arch == "orig" else
+            ResidualBlock(fmaps[i], fmaps[i - 1], residual=d_arch == "resnet") for i in range(1, len(fmaps)))
         self.epilogue = DiscriminatorEpilogue(fmaps[0], mbstd_group_size, mbstd_num_features)
+        if d_arch == "skip":
+            self.register_buffer("fir", fir_filter(), persistent=False)
 
     def forward(self, img: torch.Tensor, res: int | None = None, alpha: float = 1.0) -> torch.Tensor:
         """(N, 3, res, res) images -> (N,) scores."""
         res = res or self.resolution
         assert 4 <= res <= self.resolution and img.shape[1:] == (3, res, res), (img.shape, res)
+        if self.d_arch != "orig":
+            assert res == self.resolution and alpha == 1.0, f"a {self.d_arch} discriminator does not grow"
+            return self._forward_stylegan2(img)
         n = resolution_log2(res) - 2
         assert 0.0 <= alpha <= 1.0 and (alpha == 1.0 or n > 0), f"cannot fade in {res}x{res} at alpha {alpha}"
         x = self.from_rgb[n](img)
@@ -113,4 +159,13 @@ class Discriminator(nn.Module):
             x = self.blocks[i - 1](x)
             if i == n and alpha < 1:
                 x = torch.lerp(self.from_rgb[n - 1](F.avg_pool2d(img, 2)), x, alpha)
+        return self.epilogue(x)
+
+    def _forward_stylegan2(self, img: torch.Tensor) -> torch.Tensor:
+        x = self.from_rgb[-1](img)
+        for i in range(len(self.blocks), 0, -1):
+            x = self.blocks[i - 1](x)
+            if self.d_arch == "skip":
+                img = downsample2d(img, self.fir)
+                x = x + self.from_rgb[i - 1](img)
         return self.epilogue(x)

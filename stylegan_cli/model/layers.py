@@ -14,8 +14,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from stylegan_cli.model.resample import downsample2d, fir_filter, upsample2d
+
 LRELU_SLOPE = 0.2
 SQRT2 = math.sqrt(2.0)
+SQRT_HALF = math.sqrt(0.5)  # the scale of both paths of StyleGAN2's residual blocks (SG2 Fig. 7c)
+# StyleGAN2-ADA's conv_clamp: with reduced precision its layers clip activations to +-256 (times the
+# layer's gain) so fp16 cannot overflow; sgan's StyleGAN2 skip/residual networks do the same under autocast.
+CONV_CLAMP = 256.0
 
 
 def feature_maps(res: int, fmap_base: int = 8192, fmap_max: int = 512) -> int:
@@ -112,3 +118,27 @@ class Downsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(self.blur(x), 2)
+
+
+def clamp_reduced(x: torch.Tensor, limit: float | None) -> torch.Tensor:
+    """`x` clipped to +-limit when it is in reduced precision (fp16/bf16); fp32 and limit None pass unchanged."""
+    return x.clamp(-limit, limit) if limit is not None and x.dtype != torch.float32 else x
+
+
+class FIRConv1x1(nn.Module):
+    """The residual path of StyleGAN2's resnet blocks (SG2 Fig. 7c): a 1x1 conv without bias and with the
+    equalized-LR scale, resampled 2x with the [1,3,3,1] filter (upsampled after the conv in G, downsampled
+    before it in D, as NVIDIA's code orders them) and scaled by 1/sqrt(2), the other path's scale too."""
+
+    def __init__(self, in_channels: int, out_channels: int, up: bool):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 1, 1))
+        self.weight_gain = SQRT_HALF / math.sqrt(in_channels)
+        self.up = up
+        self.register_buffer("fir", fir_filter(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = (self.weight * self.weight_gain).to(x.dtype)
+        if self.up:
+            return upsample2d(F.conv2d(x, weight), self.fir)
+        return F.conv2d(downsample2d(x, self.fir), weight)

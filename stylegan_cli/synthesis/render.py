@@ -12,7 +12,8 @@ import torch
 
 from stylegan_cli.core.console import progress
 from stylegan_cli.core.errors import UsageError
-from stylegan_cli.model.generator import Generator, NoiseInjection
+from stylegan_cli.model.generator import Generator
+from stylegan_cli.model.synthesis_layers import NoiseInjection
 from stylegan_cli.synthesis.images import to_uint8
 from stylegan_cli.synthesis.latents import Latent
 

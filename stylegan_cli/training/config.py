@@ -3,6 +3,8 @@ checkpoint, from which the networks are rebuilt (docs/design.md §6, §11).
 
 It is built by keyword. Fields whose default depends on the architecture or the device start as None
 and take their value in `resolved()`, so the stored configuration always holds the values used.
+Where G or D has one of StyleGAN2's redesigns (§4.1, Figure 7: output skips or residual connections),
+the defaults are StyleGAN2 config F's rather than StyleGAN's (`redesigned`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from stylegan_cli.model.checkpoint import NETWORK_KEYS
 
 LOSSES = ("r1", "wgan-gp")
 PRECISIONS = ("fp32", "bf16", "fp16")
+# StyleGAN2 config F (§4.1, Figure 7, Table 1): its generator with output skips, a residual discriminator.
+CONFIG_F = {"arch": "stylegan2", "g_arch": "skip", "d_arch": "resnet"}
 
 
 @dataclass
@@ -23,13 +27,15 @@ class TrainConfig:
 
     resolution: int
     arch: str = "stylegan"
-    fmap_base: int = 8192
+    g_arch: str = "orig"  # "skip" or "resnet": StyleGAN2's redesigns (§4.1, Figure 7), stylegan2 only
+    d_arch: str = "orig"
+    fmap_base: int | None = None  # None: 8192 (StyleGAN); 16384 when redesigned (StyleGAN2 config F)
     fmap_max: int = 512
     kimg: float = 25000.0
     lod_kimg: float = 600.0
-    progressive: bool = True
-    batch: int | None = None  # None: per resolution (training.schedule)
-    lr: float | None = None  # None: per resolution (training.schedule)
+    progressive: bool | None = None  # None: grow unless redesigned (see `grows`)
+    batch: int | None = None  # None: per resolution (training.schedule); 32 when redesigned
+    lr: float | None = None  # None: per resolution (training.schedule); 0.002 when redesigned
     loss: str = "r1"
     gamma: float = 10.0
     r1_every: int | None = None  # None: 1; 16 for stylegan2 (lazy regularisation, StyleGAN2 §3.1)
@@ -38,6 +44,7 @@ class TrainConfig:
     mixing: float | None = None  # None: 0.9 (StyleGAN §3.1); 0 for pggan, which has no style inputs
     mirror: bool = False
     ema_kimg: float = 10.0
+    ema_rampup: float = 0.05  # the half-life is at most this share of the images seen so far; 0: constant
     precision: str | None = None  # None: bf16 on GPUs that have it, else fp32
     compile: bool = False
     seed: int = 0
@@ -50,12 +57,31 @@ class TrainConfig:
     metrics: list[str] = field(default_factory=list)
     metrics_kimg: float | None = None  # None: at every snapshot
 
+    @property
+    def redesigned(self) -> bool:
+        """Whether G or D has one of StyleGAN2's redesigns (§4.1) rather than the original networks."""
+        return self.g_arch != "orig" or self.d_arch != "orig"
+
+    @property
+    def grows(self) -> bool:
+        """Progressive growing: as asked, else only for the original networks, since StyleGAN2's skip
+        and residual designs replace growing (§4.1) and train at the target resolution from the start."""
+        return not self.redesigned if self.progressive is None else self.progressive
+
     def resolved(self, device: torch.device) -> TrainConfig:
         """A copy with every arch- or device-dependent default filled in."""
         stylegan2 = self.arch == "stylegan2"
         bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        # StyleGAN2 config F's constants (NVIDIA's run_training.py, kept by StyleGAN2-ADA's "stylegan2"
+        # configuration): fmap_base 16 << 10, i.e. ADA's channel_base 32768 (channels min(32768 / res, 512));
+        # learning rate 0.002 and global minibatch 32 at every resolution.
+        config_f = self.redesigned
         return replace(
             self,
+            fmap_base=self.fmap_base or (16384 if config_f else 8192),
+            progressive=self.grows,
+            batch=self.batch or (32 if config_f else None),
+            lr=self.lr or (0.002 if config_f else None),
             r1_every=self.r1_every if self.r1_every is not None else 16 if stylegan2 else 1,
             pl_weight=self.pl_weight if self.pl_weight is not None else 2.0 if stylegan2 else 0.0,
             mixing=self.mixing if self.mixing is not None else 0.0 if self.arch == "pggan" else 0.9,

@@ -19,7 +19,8 @@ LR_DEFAULT = 0.001
 
 
 def levels(cfg: TrainConfig, start: int) -> list[int]:
-    if not cfg.progressive:
+    """The resolutions trained, from `start` up; only the target one without growing (`TrainConfig.grows`)."""
+    if not cfg.grows:
         return [cfg.resolution]
     return [2**k for k in range(int(math.log2(start)), int(math.log2(cfg.resolution)) + 1)]
 

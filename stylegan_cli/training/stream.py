@@ -55,6 +55,9 @@ def real_batches(dataset: Dataset, stream: ImageStream, res: int, start: int, gl
         LevelImages(dataset, res), batch_sampler=_Batches(stream, start, global_batch, rank, world),
         num_workers=workers, pin_memory=pin, prefetch_factor=4 if workers else None,
         persistent_workers=False,
+        # Its own source of worker seeds: otherwise each new loader (on resuming, say) draws from the global
+        # RNG, whose checkpointed state the path-length noise continues from, and a resume is not bitwise.
+        generator=torch.Generator(),
     )
     return iter(loader)
 

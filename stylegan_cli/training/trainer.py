@@ -192,11 +192,16 @@ class Trainer:
         self._optimise(G, self.G_opt, loss)
         self.scaler.update()
 
-        # Moving averages: w (for truncation) and the generator's weights (half-life ema_kimg).
+        # Moving averages: w (for truncation) and the generator's weights, with a half-life of ema_kimg
+        # (StyleGAN App. C) that ramps up over the start of training (StyleGAN2-ADA's code: at most
+        # ema_rampup times the images seen), so early averages follow G rather than its initial weights.
         with torch.no_grad():
             w_mean = env.mean(ws[:, 0].detach().float().mean(0))
             G.w_avg.lerp_(w_mean, 1 - G.w_avg_beta)
-            beta = 0.5 ** (batch / (cfg.ema_kimg * 1000))
+            half_life = cfg.ema_kimg * 1000
+            if cfg.ema_rampup > 0:
+                half_life = min(half_life, cfg.ema_rampup * self.nimg)
+            beta = 0.5 ** (batch / max(half_life, 1e-8))
             for p_ema, p in zip(self.G_ema.parameters(), G.parameters()):
                 p_ema.copy_(p.detach().lerp(p_ema, beta))
             for b_ema, b in zip(self.G_ema.buffers(), G.buffers()):

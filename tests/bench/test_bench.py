@@ -23,8 +23,10 @@ def test_bench_prep_compares_with_the_reference_on_the_same_landmarks(prepped, t
     figures = json.loads(result.stdout)
     assert figures["faces"] == 2 and figures["resolution"] == 128
     assert figures["reference_img_per_s_1core"] > 0 and figures["sgan_img_per_s_2proc"] > 0
-    ratio = figures["sgan_img_per_s_1core"] / figures["reference_img_per_s_1core"]
-    assert abs(figures["speedup_per_core"] - ratio) < 0.02
+    ref, fast = figures["reference_img_per_s_1core"], figures["sgan_img_per_s_1core"]
+    # The speed-up is computed before the rates are rounded to 3 decimals, so it may differ from their ratio
+    # by what that rounding allows, more on a slow machine; plus its own rounding to 2 decimals.
+    assert abs(figures["speedup_per_core"] - fast / ref) <= fast / ref * (0.0005 / ref + 0.0005 / fast) + 0.005
     assert figures["psnr_db_min"] >= 40  # the fast path stays within 40 dB of FFHQ's from 128x128 up
 
 

@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from stylegan_cli.model.discriminator import Discriminator, MinibatchStd
-from stylegan_cli.model.generator import ARCHS, AdaIN, Generator, ModulatedConv2d, NoiseInjection
+from stylegan_cli.model.generator import ARCHS, Generator
 from stylegan_cli.model.layers import Blur, EqualizedConv2d, EqualizedLinear, PixelNorm, feature_maps
+from stylegan_cli.model.synthesis_layers import AdaIN, ModulatedConv2d, NoiseInjection
 
 SMALL = dict(z_dim=32, w_dim=32, fmap_base=256, fmap_max=64)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, sgan
+from conftest import REPO, sgan, sgan_here
 
 from stylegan_cli.data.dataset import Dataset
 from stylegan_cli.model import checkpoint
@@ -122,6 +122,35 @@ def test_a_tiny_model_learns_the_data(tmp_path, data):
                                                                                        "ckpt-0000004.pt"]
 
 
+def test_the_moving_average_ramps_up_to_follow_the_generator(tmp_path, data, capsys):
+    """With its half-life capped at 5% of the images seen (StyleGAN2-ADA), G's moving average takes on the
+    data's mean colour within a kimg; with the papers' constant 10k images it still shows the untrained
+    network's colour."""
+    reals = np.stack([Dataset(data).image(i, 16) for i in range(8)]).astype(np.float32) / 127.5 - 1
+    data_colour = torch.from_numpy(reals.mean(axis=(0, 1, 2)))
+
+    def colour_distance(config: dict, weights: dict | None) -> float:
+        torch.manual_seed(config["seed"])  # the trainer's initial weights
+        G = checkpoint.build_generator(config)
+        if weights is not None:
+            G.load_state_dict(weights)
+        with torch.no_grad():
+            fakes = G(torch.randn(64, G.z_dim, generator=torch.Generator().manual_seed(0)), noise_mode="const")
+        return float((fakes.mean(dim=(0, 2, 3)) - data_colour).norm())
+
+    distance = {}
+    for rampup in (0.05, 0):
+        run = tmp_path / str(rampup)
+        code, _, err = sgan_here(capsys, *train_args(run, data, "--kimg", 1, "--batch", 16, "--no-progressive",
+                                                     "--ema-rampup", rampup, "--tick", 1))
+        assert code == 0, err
+        state = final_state(run)
+        distance["untrained"] = colour_distance(state["config"], None)
+        distance[rampup] = colour_distance(state["config"], state["G_ema"])
+    # measured: 3.9 untrained, 0.75 with the ramp-up, 3.8 without
+    assert distance[0.05] < 0.5 * distance["untrained"] and distance[0.05] < 0.5 * distance[0], distance
+
+
 def sliced_wasserstein(a: np.ndarray, b: np.ndarray, projections: int = 128) -> float:
     """Mean over random directions of the 1-D Wasserstein distance between the projected sets."""
     rng = np.random.default_rng(0)
@@ -163,8 +192,9 @@ def test_a_run_stopped_by_sigterm_resumes_bitwise(tmp_path, data):
 def test_two_gloo_processes_train_like_one(tmp_path, data):
     """The same global batch split over two processes gives the same losses at every step and the
     same networks up to floating-point reordering. (Adam's per-element normalisation makes weights
-    with near-zero gradients move by up to lr on such noise: a 1-process run with another thread
-    count differs as much, so weights are compared with that in mind.)"""
+    with near-zero gradients move by up to about lr per step, either way, on such noise: a 1-process
+    run with another thread count differs as much, so weights are compared with that in mind, G's
+    moving average, which follows G from the start (its ramp-up), to 3 steps of lr 0.001 each way.)"""
     args = ["--kimg", 0.024, "--lod-kimg", 0.032, "--batch", 8, "--snap", 1, "--seed", 3, "--tick", 0.008]
     single = sgan(*train_args(tmp_path / "one", data, *args))
     assert single.returncode == 0, single.stderr
@@ -182,9 +212,9 @@ def test_two_gloo_processes_train_like_one(tmp_path, data):
             assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), (a["kimg"], key)
     one, two = final_state(tmp_path / "one"), final_state(tmp_path / "two")
     assert one["nimg"] == two["nimg"] == 24
-    for net in ("D", "G_ema"):
+    for net, atol in (("D", 1e-3), ("G_ema", 1e-2)):
         for key, value in one[net].items():
-            torch.testing.assert_close(two[net][key], value, rtol=0, atol=1e-3, msg=f"{net}.{key}")
+            torch.testing.assert_close(two[net][key], value, rtol=0, atol=atol, msg=f"{net}.{key}")
 
 
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, data):
@@ -198,10 +228,28 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path,
     assert final_state(tmp_path)["nimg"] == 64
 
 
-def test_resuming_with_another_architecture_is_refused(tmp_path, data):
-    assert sgan(*train_args(tmp_path, data, "--kimg", 0.016, "--batch", 8)).returncode == 0
-    other = sgan(*train_args(tmp_path, data, "--kimg", 0.032, "--batch", 8, "--arch", "stylegan2"))
-    assert other.returncode == 2 and "--arch stylegan" in other.stderr
+@pytest.mark.parametrize("first, then, message", [
+    ([], ["--arch", "stylegan2"], "--arch stylegan"),
+    (["--arch", "stylegan2"], ["--arch", "stylegan2", "--d-arch", "resnet"], "--d-arch orig"),
+])
+def test_resuming_with_another_architecture_is_refused(tmp_path, data, first, then, message):
+    assert sgan(*train_args(tmp_path, data, "--kimg", 0.016, "--batch", 8, *first)).returncode == 0
+    other = sgan(*train_args(tmp_path, data, "--kimg", 0.032, "--batch", 8, *then))
+    assert other.returncode == 2 and message in other.stderr
+
+
+def test_a_checkpoint_from_before_the_stylegan2_designs_resumes(tmp_path, data, capsys):
+    """A configuration stored without g_arch and d_arch (and ema_rampup) is one of the original networks."""
+    code, _, err = sgan_here(capsys, *train_args(tmp_path, data, "--kimg", 0.016, "--batch", 8))
+    assert code == 0, err
+    path = checkpoint.latest(tmp_path)
+    state = checkpoint.load(path)
+    for key in ("g_arch", "d_arch", "ema_rampup"):
+        del state["config"][key]
+    torch.save(state, path)
+    code, _, err = sgan_here(capsys, *train_args(tmp_path, data, "--kimg", 0.032, "--batch", 8))
+    assert code == 0 and "Resuming from" in err, err
+    assert final_state(tmp_path)["nimg"] == 32
 
 
 @pytest.mark.slow
