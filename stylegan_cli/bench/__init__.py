@@ -1,0 +1,1 @@
+"""Speed measurements behind `sgan bench`: timing, FLOP counting and the figures of BENCHMARKS.md."""

@@ -1,0 +1,1 @@
+"""The ground every layer stands on: errors, console, run-directory layout and writes, device, signals."""

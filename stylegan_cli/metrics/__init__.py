@@ -1,0 +1,1 @@
+"""Metrics: the registry of named metrics, the evaluator, and the papers' metrics and their networks."""

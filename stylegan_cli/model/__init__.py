@@ -1,0 +1,1 @@
+"""The networks of the StyleGAN family, their losses, and the checkpoint format that rebuilds them."""

@@ -1,0 +1,1 @@
+"""Synthesis: loading a generator, latents, truncation, mixing, interpolation, noise figures, images."""

@@ -1,0 +1,1 @@
+"""Training: configuration, growth schedule, distributed helpers, image stream, trainer and loop."""
