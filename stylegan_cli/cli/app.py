@@ -59,6 +59,7 @@ def _mount() -> None:
         bench,
         classifiers,
         data,
+        import_network,
         interpolate,
         metrics,
         mix,
@@ -71,6 +72,7 @@ def _mount() -> None:
 
     app.add_typer(prep.app, name="prep")
     app.add_typer(data.app, name="data")
+    app.command("import")(import_network.import_network)
     app.command("train")(train.train)
     app.command("sample")(sample.sample)
     app.command("truncate")(truncate.truncate)

@@ -5,7 +5,7 @@ The flags build a `TrainConfig`; `training/` does the rest."""
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Annotated, Optional
 
 import torch
@@ -50,6 +50,17 @@ def _metric_names(given: list[str] | None) -> list[str]:
         if metric.needs_classifiers:
             raise UsageError(f"{name} needs trained attribute classifiers; run `sgan metrics ls` on a checkpoint.")
     return names
+
+
+def _stored_choices(ctx: typer.Context, config_f: bool, stored: dict) -> dict:
+    """What a resumed run (or one started by `sgan import`) keeps from its checkpoint: every setting that shapes the
+    networks, and whether it grows, unless given on the command line (a given one must then match)."""
+    given = {key for key in ("resolution", "arch", "g_arch", "d_arch", "fmap_base", "fmap_max", "progressive")
+             if ctx.get_parameter_source(key).name != "DEFAULT"}
+    if config_f:
+        given |= {"arch", "g_arch", "d_arch"}
+    kept = {**checkpoint.network_config(stored), "progressive": stored.get("progressive")}
+    return {k: v for k, v in kept.items() if k not in given and v is not None}
 
 
 C = TrainConfig  # the defaults below are the configuration's own
@@ -141,6 +152,10 @@ def train(
     run_dir = rundir.resolve_run(run)
     data_path = rundir.dataset_path(run_dir, data)
     dataset = Dataset(data_path)
+    latest = checkpoint.latest(run_dir)
+    state = checkpoint.load(latest, env.device) if latest is not None else None
+    stored = {} if state is None else _stored_choices(ctx, config_f, state["config"])
+    resolution = stored.pop("resolution", resolution)
     if resolution is None:
         resolution = dataset.resolutions[-1]
     if resolution not in dataset.resolutions:
@@ -154,6 +169,7 @@ def train(
         snap_kimg=snap, tick_kimg=tick, image_ticks=image_ticks, keep=keep, data=str(data_path.resolve()),
         workers=workers, metrics=_metric_names(metrics), metrics_kimg=metrics_every,
     )
+    cfg = replace(cfg, **stored)
     if cfg.progressive and cfg.redesigned:
         raise UsageError("--progressive needs --g-arch orig and --d-arch orig: StyleGAN2's skip and residual "
                          "designs replace growing (§4.1; a resnet D, for one, has no FromRGB below full resolution "
@@ -176,16 +192,16 @@ def train(
             "processes": env.world, "device": str(env.device)}
         results([], summary)  # the configuration is the result, so JSON either way
         return
-    latest = checkpoint.latest(run_dir)
-    if latest is not None:
-        state = checkpoint.load(latest, env.device)
+    if state is not None:
         old, new = checkpoint.network_config(state["config"]), cfg.network()  # old files: the original networks
         changed = [k for k in new if old[k] != new[k]]
         if changed:
             raise UsageError(f"{latest} was trained with " + ", ".join(f"--{k.replace('_', '-')} {old[k]}" for k in
                                                                        changed) + "; pass the same or use a new run.")
         trainer.load_state(state)
-        if env.main:
+        if env.main and "imported" in state and trainer.nimg == 0:
+            err.print(f"Fine-tuning {state['imported']['file']} from {latest}: fresh optimisers, kimg from 0.")
+        elif env.main:
             err.print(f"Resuming from {latest} at kimg {trainer.nimg / 1000:.1f}.")
     if env.main:
         rundir.write_json(rundir.train_dir(run_dir) / "config.json", asdict(cfg))

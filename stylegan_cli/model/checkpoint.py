@@ -25,7 +25,8 @@ from stylegan_cli.model.generator import Generator
 FORMAT = "sgan-checkpoint"
 VERSION = 1
 # The config fields that shape the networks, with the value a checkpoint written before a field existed means.
-NETWORK_DEFAULTS = {"g_arch": "orig", "d_arch": "orig"}
+NETWORK_DEFAULTS = {"g_arch": "orig", "d_arch": "orig", "z_dim": 512, "w_dim": 512, "mapping_layers": 8,
+                    "mapping_width": 512}
 NETWORK_KEYS = ("arch", "resolution", "fmap_base", "fmap_max", *NETWORK_DEFAULTS)
 _NAME = re.compile(r"ckpt-(\d{7})\.pt$")
 
@@ -43,14 +44,15 @@ def network_config(config: dict) -> dict:
 def build_generator(config: dict) -> Generator:
     """The generator a stored training configuration describes (untrained weights)."""
     net = network_config(config)
-    return Generator(net["arch"], net["resolution"], fmap_base=net["fmap_base"], fmap_max=net["fmap_max"],
-                     g_arch=net["g_arch"])
+    return Generator(net["arch"], net["resolution"], z_dim=net["z_dim"], w_dim=net["w_dim"],
+                     mapping_layers=net["mapping_layers"], mapping_width=net["mapping_width"],
+                     fmap_base=net["fmap_base"], fmap_max=net["fmap_max"], g_arch=net["g_arch"])
 
 
 def build_discriminator(config: dict) -> Discriminator:
     net = network_config(config)
     return Discriminator(net["resolution"], fmap_base=net["fmap_base"], fmap_max=net["fmap_max"],
-                         d_arch=net["d_arch"])
+                         d_arch=net["d_arch"], blur=net["arch"] != "pggan")
 
 
 def save(run_dir: Path, state: dict, kimg: int, keep: int | None = None) -> Path:

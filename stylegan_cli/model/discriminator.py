@@ -1,5 +1,5 @@
 """The discriminator (docs/design.md §6): PG's (§2-3, Table 2), shared by every arch as SG App. C
-does, with SG's blurred downsampling inside its blocks for all archs.
+does, with SG's blurred downsampling inside its blocks for the style-based archs.
 
 While a new resolution fades in (PG §2, Fig. 2), the image-space skip uses 2x2 average pooling, so D
 sees the pooled image through the lower FromRGB, exactly as PG's Fig. 2.
@@ -16,7 +16,7 @@ from stylegan_cli.model.layers import (
     LRELU_SLOPE,
     SQRT2,
     SQRT_HALF,
-    Downsample,
+    Blur,
     EqualizedConv2d,
     EqualizedLinear,
     FIRConv1x1,
@@ -42,18 +42,22 @@ class FromRGB(nn.Module):
 
 
 class DiscriminatorBlock(nn.Module):
-    """One resolution of PG's discriminator (Table 2): 3x3 conv, 3x3 conv to the next resolution's width,
-    leaky ReLU 0.2 after each, then 2x downsampling (blurred, SG App. C, for every arch)."""
+    """One resolution of PG's discriminator (Table 2) as NVIDIA's StyleGAN and Progressive GAN code compute it:
+    3x3 conv and leaky ReLU 0.2; then [the binomial blur (SG App. C)], a 3x3 conv to the next resolution's width
+    and 2x2 average pooling (the fused conv + downscale of their code), then bias and leaky ReLU 0.2."""
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, blur: bool = True):
         super().__init__()
         self.conv0 = EqualizedConv2d(in_channels, in_channels, 3, gain=SQRT2)
+        self.blur = Blur(in_channels) if blur else None
         self.conv1 = EqualizedConv2d(in_channels, out_channels, 3, gain=SQRT2)
-        self.down = Downsample(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.leaky_relu(self.conv0(x), LRELU_SLOPE)
-        return self.down(F.leaky_relu(self.conv1(x), LRELU_SLOPE))
+        if self.blur is not None:
+            x = self.blur(x)
+        x = F.avg_pool2d(F.conv2d(x, self.conv1.weight * self.conv1.weight_gain, padding=1), 2)
+        return F.leaky_relu(x + self.conv1.bias.to(x.dtype).view(1, -1, 1, 1), LRELU_SLOPE)
 
 
 class ResidualBlock(nn.Module):
@@ -127,10 +131,10 @@ class Discriminator(nn.Module):
     `d_arch` "skip" or "resnet" gives StyleGAN2's discriminators (SG2 Fig. 7b-c; config F's is resnet),
     which work at their full resolution only: resnet reads the image once, through the top FromRGB; skip
     reads it at every resolution, downsampled with the [1,3,3,1] filter, and adds each FromRGB's features,
-    the epilogue's too."""
+    the epilogue's too. `blur` False leaves out the binomial blur, as Progressive GAN's own D has none."""
 
     def __init__(self, resolution: int, fmap_base: int = 8192, fmap_max: int = 512, mbstd_group_size: int = 4,
-                 mbstd_num_features: int = 1, d_arch: str = "orig"):
+                 mbstd_num_features: int = 1, d_arch: str = "orig", blur: bool = True):
         super().__init__()
         if d_arch not in D_ARCHS:
             raise ValueError(f"d_arch must be one of {', '.join(D_ARCHS)}, not {d_arch!r}")
@@ -139,7 +143,7 @@ class Discriminator(nn.Module):
         self.resolution, self.d_arch = resolution, d_arch
         self.from_rgb = nn.ModuleList(FromRGB(c) for c in (fmaps[-1:] if d_arch == "resnet" else fmaps))
         self.blocks = nn.ModuleList(
-            DiscriminatorBlock(fmaps[i], fmaps[i - 1]) if d_arch == "orig" else
+            DiscriminatorBlock(fmaps[i], fmaps[i - 1], blur) if d_arch == "orig" else
             ResidualBlock(fmaps[i], fmaps[i - 1], residual=d_arch == "resnet") for i in range(1, len(fmaps)))
         self.epilogue = DiscriminatorEpilogue(fmaps[0], mbstd_group_size, mbstd_num_features)
         if d_arch == "skip":

@@ -52,11 +52,12 @@ NOISE_MODES = ("random", "const", "none")
 
 class MappingNetwork(nn.Module):
     """The mapping network f: Z -> W (SG §2): pixel-normalised z through `num_layers` dense layers with
-    leaky ReLU 0.2, their learning rate multiplied by `lr_mul` (SG App. C: 8 layers, 512 wide, 0.01)."""
+    leaky ReLU 0.2, `width` wide but the last (w_dim), their learning rate multiplied by `lr_mul` (SG App. C:
+    8 layers, 512 wide, 0.01)."""
 
-    def __init__(self, z_dim: int, w_dim: int, num_layers: int, lr_mul: float):
+    def __init__(self, z_dim: int, w_dim: int, num_layers: int, lr_mul: float, width: int):
         super().__init__()
-        dims = [z_dim] + [w_dim] * num_layers
+        dims = [z_dim] + [width] * (num_layers - 1) + [w_dim]
         self.norm = PixelNorm()
         self.layers = nn.ModuleList(EqualizedLinear(i, o, gain=SQRT2, lr_mul=lr_mul) for i, o in zip(dims, dims[1:]))
 
@@ -128,8 +129,8 @@ class Generator(nn.Module):
     takes the synthesis networks of SG2 Fig. 7 (`g_arch`); config F is "skip"."""
 
     def __init__(self, arch: str, resolution: int, z_dim: int = 512, w_dim: int = 512, mapping_layers: int = 8,
-                 fmap_base: int = 8192, fmap_max: int = 512, mapping_lr_mul: float = 0.01, w_avg_beta: float = 0.995,
-                 g_arch: str = "orig"):
+                 mapping_width: int = 512, fmap_base: int = 8192, fmap_max: int = 512, mapping_lr_mul: float = 0.01,
+                 w_avg_beta: float = 0.995, g_arch: str = "orig"):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"arch must be one of {', '.join(ARCHS)}, not {arch!r}")
@@ -144,7 +145,7 @@ class Generator(nn.Module):
         self.num_ws = 1 if arch == "pggan" else 2 * log2 - 2
         self.w_avg_beta = w_avg_beta
         self.mapping_network = PixelNorm() if arch == "pggan" else \
-            MappingNetwork(z_dim, w_dim, mapping_layers, mapping_lr_mul)
+            MappingNetwork(z_dim, w_dim, mapping_layers, mapping_lr_mul, mapping_width)
         self.register_buffer("w_avg", torch.zeros(w_dim))
         noise_generator = torch.Generator().manual_seed(0)  # the 'const' noise images, the same in every G
         fmaps = [feature_maps(2**i, fmap_base, fmap_max) for i in range(2, log2 + 1)]

@@ -109,17 +109,6 @@ class Upsample(nn.Module):
         return self.blur(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
-class Downsample(nn.Module):
-    """Bilinear 2x downsampling as SG App. C builds it: the binomial blur, then 2x2 average pooling."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.blur = Blur(channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(self.blur(x), 2)
-
-
 def clamp_reduced(x: torch.Tensor, limit: float | None) -> torch.Tensor:
     """`x` clipped to +-limit when it is in reduced precision (fp16/bf16); fp32 and limit None pass unchanged."""
     return x.clamp(-limit, limit) if limit is not None and x.dtype != torch.float32 else x

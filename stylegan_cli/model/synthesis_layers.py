@@ -15,6 +15,7 @@ from stylegan_cli.model.layers import (
     CONV_CLAMP,
     LRELU_SLOPE,
     SQRT2,
+    Blur,
     EqualizedConv2d,
     EqualizedLinear,
     PixelNorm,
@@ -28,14 +29,19 @@ class NoiseInjection(nn.Module):
     """Noise input of one layer (SG §2, Fig. 1b "B"): a single-channel Gaussian image broadcast to all
     feature maps with learned per-channel scales (initialised to zero, SG App. C), or one scale for the
     layer as StyleGAN2's networks have it (`per_channel=False`), added to the conv output. Modes:
-    'random' a fresh image per sample, 'const' one image drawn at construction from `generator` (not
-    saved in checkpoints: it is redrawn identically), 'none' nothing added; an explicit `noise` tensor
-    (N or 1, 1, H, W) overrides the mode."""
+    'random' a fresh image per sample, 'const' one fixed image, drawn at construction from `generator`
+    and saved in checkpoints (an imported network brings its own), 'none' nothing added; an explicit
+    `noise` tensor (N or 1, 1, H, W) overrides the mode."""
 
     def __init__(self, channels: int, resolution: int, generator: torch.Generator, per_channel: bool = True):
         super().__init__()
         self.strength = nn.Parameter(torch.zeros(channels if per_channel else ()))
-        self.register_buffer("const", torch.randn(1, 1, resolution, resolution, generator=generator), persistent=False)
+        self.register_buffer("const", torch.randn(1, 1, resolution, resolution, generator=generator))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints of sgan 0.x before `sgan import` did not store the image: theirs is this same draw.
+        state_dict.setdefault(prefix + "const", self.const)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: torch.Tensor, noise_mode: str, noise: torch.Tensor | None = None) -> torch.Tensor:
         if noise is None:
@@ -136,23 +142,27 @@ class LatentInput(nn.Module):
 
 
 class StyleConvLayer(nn.Module):
-    """One layer of SG's synthesis network (SG §2, Fig. 1b): [2x upsample] 3x3 conv (none on the constant),
-    noise, bias, leaky ReLU 0.2, then AdaIN with this layer's style."""
+    """One layer of SG's synthesis network (SG §2, Fig. 1b): [2x nearest-neighbour upsample] 3x3 conv [then the
+    binomial blur, which with the upsampling makes SG's bilinear upsampling (App. C) in the order NVIDIA's
+    code applies them] (no conv on the constant), noise, bias, leaky ReLU 0.2, then AdaIN with this layer's style."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, generator: torch.Generator,
                  up: bool = False, conv: bool = True):
         super().__init__()
-        self.up = Upsample(in_channels) if up else None
+        self.up = up
         self.conv = EqualizedConv2d(in_channels, out_channels, 3, gain=SQRT2, bias=False) if conv else None
+        self.blur = Blur(out_channels) if up else None
         self.noise = NoiseInjection(out_channels, resolution, generator)
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.adain = AdaIN(out_channels, w_dim)
 
     def forward(self, x, w, noise_mode: str, noise: torch.Tensor | None = None) -> torch.Tensor:
-        if self.up is not None:
-            x = self.up(x)
+        if self.up:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
         if self.conv is not None:
             x = self.conv(x)
+        if self.blur is not None:
+            x = self.blur(x)
         x = self.noise(x, noise_mode, noise)
         x = F.leaky_relu(x + self.bias.to(x.dtype).view(1, -1, 1, 1), LRELU_SLOPE)
         return self.adain(x, w)

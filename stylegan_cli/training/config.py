@@ -31,6 +31,10 @@ class TrainConfig:
     d_arch: str = "orig"
     fmap_base: int | None = None  # None: 8192 (StyleGAN); 16384 when redesigned (StyleGAN2 config F)
     fmap_max: int = 512
+    z_dim: int = 512  # the latent and style sizes and the mapping network's shape (SG App. C), the same as
+    w_dim: int = 512  # NVIDIA's defaults; `sgan import` takes them from the file it reads
+    mapping_layers: int = 8
+    mapping_width: int = 512  # the hidden layers' width; the last layer's is w_dim
     kimg: float = 25000.0
     lod_kimg: float = 600.0
     progressive: bool | None = None  # None: grow unless redesigned (see `grows`)

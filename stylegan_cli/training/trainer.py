@@ -79,9 +79,15 @@ class Trainer:
         }
 
     def load_state(self, state: dict) -> None:
+        """Continues from a checkpoint; one that `sgan import` wrote holds networks only (D not always), so
+        the optimisers, random state and path-length mean start afresh."""
         self.G.load_state_dict(state["G"])
-        self.D.load_state_dict(state["D"])
         self.G_ema.load_state_dict(state["G_ema"])
+        if "D" in state:
+            self.D.load_state_dict(state["D"])
+        self.nimg, self.step = state["nimg"], state["step"]
+        if "G_opt" not in state:
+            return
         self.G_opt.load_state_dict(state["G_opt"])
         self.D_opt.load_state_dict(state["D_opt"])
         self.scaler.load_state_dict(state["scaler"])
@@ -91,7 +97,6 @@ class Trainer:
             if state["rng"]["cuda"] is not None and self.env.device.type == "cuda":
                 torch.cuda.set_rng_state(state["rng"]["cuda"], self.env.device)
         self.pl_mean = state["pl_mean"].to(self.env.device)
-        self.nimg, self.step = state["nimg"], state["step"]
 
     # -- one iteration --
 

@@ -190,6 +190,44 @@ def test_noise_modes_differ_only_through_the_noise(arch):
     assert not torch.allclose(G.synthesis(ws, noise=noise), G.synthesis(ws, noise_mode="const"))
 
 
+def test_const_noise_images_are_saved_and_older_checkpoints_without_them_load_the_seed_0_draw():
+    G = set_noise_strength(small_G("stylegan", 16), 0.5)
+    ws = ws_for(G)
+    imported = set_noise_strength(small_G("stylegan", 16, seed=1), 0.5)
+    imported.load_state_dict(G.state_dict())
+    assert torch.equal(imported.synthesis(ws, noise_mode="const"), G.synthesis(ws, noise_mode="const"))
+    state = {k: v.clone() for k, v in G.state_dict().items()}
+    noise_keys = [k for k in state if k.endswith("noise.const")]
+    assert len(noise_keys) == 6
+    for k in noise_keys:
+        state[k] = torch.randn_like(state[k])  # an imported network's own noise images
+    G.load_state_dict(state)
+    changed = G.synthesis(ws, noise_mode="const")
+    assert not torch.allclose(changed, imported.synthesis(ws, noise_mode="const"))
+    old = {k: v for k, v in state.items() if k not in noise_keys}  # a checkpoint from before they were saved
+    rebuilt = small_G("stylegan", 16, seed=2)
+    rebuilt.load_state_dict(old)
+    assert torch.equal(rebuilt.synthesis(ws, noise_mode="const"), imported.synthesis(ws, noise_mode="const"))
+
+
+def test_stylegan_blurs_after_the_upsampling_conv_and_pggan_d_does_not_blur():
+    G = small_G("stylegan", 8)
+    layer = G.blocks[1].layers[0]
+    x = torch.randn(1, layer.conv.weight.shape[1], 4, 4)
+    up = F.interpolate(x, scale_factor=2, mode="nearest")
+    expected = layer.blur(F.conv2d(up, layer.conv.weight * layer.conv.weight_gain, padding=1))
+    blurred_first = F.conv2d(Blur(up.shape[1])(up), layer.conv.weight * layer.conv.weight_gain,
+                             padding=1)
+    layer.noise.strength.data.zero_()
+    w = torch.zeros(1, G.w_dim)
+    got = layer(x, w, "none")
+    assert torch.allclose(got, layer.adain(F.leaky_relu(expected + layer.bias.view(1, -1, 1, 1), 0.2), w), atol=1e-6)
+    assert not torch.allclose(expected, blurred_first, atol=1e-4)  # the order matters at the borders
+    assert all(b.blur is not None for b in small_D(16).blocks)
+    torch.manual_seed(0)
+    assert all(b.blur is None for b in Discriminator(16, fmap_base=256, fmap_max=64, blur=False).blocks)
+
+
 def set_noise_strength(G: Generator, value: float) -> Generator:
     for m in G.modules():
         if isinstance(m, NoiseInjection):

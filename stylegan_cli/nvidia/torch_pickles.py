@@ -1,0 +1,153 @@
+"""StyleGAN2-ADA's PyTorch pickles, and the StyleGAN2 networks of the StyleGAN3 repository, mapped onto sgan's
+networks (docs/design.md §12).
+
+The file is a dict {G, D, G_ema, augment_pipe, training_set_kwargs, ...} whose networks are
+`torch_utils.persistence` objects (read as data by `unpickler.py`); their tensors carry the module
+names of NVIDIA's training/networks.py ("mapping.fc0.weight", "synthesis.b64.conv0.affine.bias",
+"b4.fc.weight"). Kernels and dense weights are already in PyTorch's layout, the up-convolutions
+already apply their kernel as sgan's do, and the style biases already hold their initial 1.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from stylegan_cli.model.resample import fir_filter
+from stylegan_cli.nvidia.networks import LRELU_GAIN, Converted, NotRepresentable, checked, infer_fmaps, resolutions
+from stylegan_cli.nvidia.unpickler import PersistentObject
+
+FORMAT = "StyleGAN2 (PyTorch)"
+MAPPING_LR_MUL = 0.01  # the only multiplier sgan's mapping network takes
+
+
+def convert(data: dict, what: str) -> Converted:
+    """The dict of a StyleGAN2-ADA / StyleGAN3-repository pickle."""
+    G_ema = data.get("G_ema")
+    if not isinstance(G_ema, PersistentObject):
+        raise NotRepresentable(f"{what} is a dict without a G_ema network, so not a StyleGAN2-ADA or StyleGAN3 pickle.")
+    G = data.get("G") if isinstance(data.get("G"), PersistentObject) else None
+    D = data.get("D") if isinstance(data.get("D"), PersistentObject) else None
+    ema = {name: t.shape for name, t in G_ema.tensors().items()}  # the layout, before the tensors are taken
+    if any(re.match(r"synthesis\.(input|L\d+_)", k) for k in ema):
+        raise NotRepresentable(f"{what} is a StyleGAN3 (alias-free, -t/-r) generator; sgan implements the StyleGAN, "
+                               f"StyleGAN2 and Progressive GAN networks only.")
+    if any(k.startswith("mapping.embed.") for k in ema) or (G_ema.attribute("c_dim") or 0) > 0:
+        raise NotRepresentable(f"{what} is a conditional network (c_dim {G_ema.attribute('c_dim')}); sgan's networks "
+                               f"take no labels.")
+    lr_mul = _mapping_lr_mul(G_ema)
+    if lr_mul != MAPPING_LR_MUL:
+        raise NotRepresentable(f"{what} has a mapping network with learning-rate multiplier {lr_mul:g}; sgan's is "
+                               f"{MAPPING_LR_MUL:g}.")
+    blocks = sorted({int(m.group(1)) for k in ema if (m := re.match(r"synthesis\.b(\d+)\.", k))})
+    if not blocks:
+        raise NotRepresentable(f"{what} holds a generator of a layout sgan does not know.")
+    resolution = blocks[-1]
+    if any(k.endswith("resample_filter") and not torch.allclose(v.float(), fir_filter())
+           for k, v in G_ema.tensors().items()):
+        raise NotRepresentable(f"{what} resamples with a filter other than [1,3,3,1], the one sgan implements.")
+    if all(f"synthesis.b{r}.torgb.weight" in ema for r in blocks):
+        g_arch = "skip"
+    elif any(k.endswith(".skip.weight") for k in ema):
+        g_arch = "resnet"
+    else:
+        raise NotRepresentable(f"{what} is a StyleGAN2 generator of the original design (no output skips or "
+                               f"residual blocks), which sgan's stylegan2 networks do not reproduce.")
+    channels = {r: ema[f"synthesis.b{r}.conv1.weight"][0] for r in blocks}
+    fmap_base, fmap_max = infer_fmaps(channels, what)
+    n = sum(1 for k in ema if re.fullmatch(r"mapping\.fc\d+\.weight", k))
+    first, last = ema["mapping.fc0.weight"], ema[f"mapping.fc{n - 1}.weight"]
+    shape = {"z_dim": first[1], "w_dim": last[0], "mapping_layers": n, "mapping_width": first[0] if n > 1 else 512}
+
+    notes = []
+    d_state, d_arch = None, "resnet"
+    if D is not None:
+        d_tensors = D.take_tensors()
+        if any(k.startswith("mapping.") for k in d_tensors):
+            notes.append("D left out: it is conditional; fine-tuning starts D afresh.")
+        elif any(k.endswith(".skip.weight") for k in d_tensors):
+            d_state = _discriminator(d_tensors, resolution, "resnet")
+        elif all(f"b{r}.fromrgb.weight" in d_tensors for r in blocks):
+            d_state, d_arch = _discriminator(d_tensors, resolution, "skip"), "skip"
+        else:
+            notes.append("D left out: it is StyleGAN2's original discriminator, which sgan's stylegan2 networks do "
+                         "not reproduce; fine-tuning starts a resnet D afresh.")
+    else:
+        notes.append("D left out: the file has none; fine-tuning starts D afresh.")
+    network = {"arch": "stylegan2", "resolution": resolution, "fmap_base": fmap_base, "fmap_max": fmap_max,
+               "g_arch": g_arch, "d_arch": d_arch, **shape}
+    G_ema_state = _generator(G_ema.take_tensors(), resolution, g_arch, n)
+    if G is None:
+        G_state = {k: v.clone() for k, v in G_ema_state.items()}
+        notes.append("G is the moving average too: the file has no separate training G.")
+    else:
+        G_state = _generator(G.take_tensors(), resolution, g_arch, n)
+    checked(network, {"G": G_state, "G_ema": G_ema_state, "D": d_state}, what)
+    return Converted(FORMAT, network, G_state, G_ema_state, d_state, notes)
+
+
+def _mapping_lr_mul(G: PersistentObject) -> float:
+    """The mapping network's learning-rate multiplier where the init kwargs record it (nested in StyleGAN2-ADA's,
+    flattened in the StyleGAN3 repository's; a default that was not passed is not stored)."""
+    kwargs = G.init_kwargs
+    mapping = kwargs.get("mapping_kwargs") or {}
+    return float(mapping.get("lr_multiplier", kwargs.get("lr_multiplier", MAPPING_LR_MUL)))
+
+
+def _take(t: dict[str, torch.Tensor], name: str, default: torch.Tensor | None = None) -> torch.Tensor:
+    """A tensor handed over by `take_tensors`, removed from the dict (freed once converted) as a plain float32
+    tensor; `default` where the network may lack it. KeyError for a missing one (read() makes it one sentence)."""
+    value = t.pop(name) if default is None else t.pop(name, default)
+    return value.detach().float()
+
+
+def _generator(t: dict[str, torch.Tensor], resolution: int, g_arch: str, mapping_layers: int) -> dict:
+    state = {"w_avg": _take(t, "mapping.w_avg")}
+    for i in range(mapping_layers):
+        state[f"mapping_network.layers.{i}.weight"] = _take(t, f"mapping.fc{i}.weight")
+        state[f"mapping_network.layers.{i}.bias"] = _take(t, f"mapping.fc{i}.bias") * LRELU_GAIN
+    levels = resolutions(resolution)
+    state["blocks.0.input.const"] = _take(t, "synthesis.b4.const").unsqueeze(0)
+    for k, r in enumerate(levels):
+        for j, name in enumerate(["conv1"] if k == 0 else ["conv0", "conv1"]):
+            p, s = f"synthesis.b{r}.{name}", f"blocks.{k}.layers.{j}"
+            state[f"{s}.conv.weight"] = _take(t, f"{p}.weight")
+            state[f"{s}.conv.affine.weight"] = _take(t, f"{p}.affine.weight")
+            state[f"{s}.conv.affine.bias"] = _take(t, f"{p}.affine.bias")
+            state[f"{s}.bias"] = _take(t, f"{p}.bias")
+            # use_noise=False networks have neither; a zero strength computes the same.
+            state[f"{s}.noise.strength"] = _take(t, f"{p}.noise_strength", torch.zeros(()))
+            state[f"{s}.noise.const"] = _take(t, f"{p}.noise_const", torch.zeros(r, r)).reshape(1, 1, r, r)
+        if g_arch == "skip" or k == len(levels) - 1:
+            p = f"synthesis.b{r}.torgb"
+            for key in ("weight", "affine.weight", "affine.bias"):
+                state[f"blocks.{k}.to_rgb.conv.{key}"] = _take(t, f"{p}.{key}")
+            state[f"blocks.{k}.to_rgb.bias"] = _take(t, f"{p}.bias")
+        if g_arch == "resnet" and k > 0:
+            state[f"blocks.{k}.skip.weight"] = _take(t, f"synthesis.b{r}.skip.weight")
+    return state
+
+
+def _discriminator(t: dict[str, torch.Tensor], resolution: int, d_arch: str) -> dict:
+    """ADA's D: biases times the gain its bias_act applies after them (networks.LRELU_GAIN); a resnet block's
+    conv1 also carries 1/sqrt(2), so its bias keeps gain 1."""
+    levels = resolutions(resolution)
+    state = {}
+    for k, r in enumerate(levels):
+        if d_arch == "skip" or k == len(levels) - 1:
+            i = k if d_arch == "skip" else 0
+            state[f"from_rgb.{i}.conv.weight"] = _take(t, f"b{r}.fromrgb.weight")
+            state[f"from_rgb.{i}.conv.bias"] = _take(t, f"b{r}.fromrgb.bias") * LRELU_GAIN
+        if k > 0:
+            b = f"blocks.{k - 1}"
+            state[f"{b}.conv0.weight"] = _take(t, f"b{r}.conv0.weight")
+            state[f"{b}.conv0.bias"] = _take(t, f"b{r}.conv0.bias") * LRELU_GAIN
+            state[f"{b}.conv1.weight"] = _take(t, f"b{r}.conv1.weight")
+            state[f"{b}.conv1.bias"] = _take(t, f"b{r}.conv1.bias") * (1.0 if d_arch == "resnet" else LRELU_GAIN)
+            if d_arch == "resnet":
+                state[f"{b}.skip.weight"] = _take(t, f"b{r}.skip.weight")
+    for key, gain in (("conv", LRELU_GAIN), ("fc", LRELU_GAIN), ("out", 1.0)):
+        state[f"epilogue.{key}.weight"] = _take(t, f"b4.{key}.weight")
+        state[f"epilogue.{key}.bias"] = _take(t, f"b4.{key}.bias") * gain
+    return state
