@@ -13,20 +13,34 @@
 set -euo pipefail
 run="$1"
 shift
-head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+# The first node hosts the rendezvous (not `| head -n 1`: under pipefail, scontrol could die of SIGPIPE).
+hosts=$(scontrol show hostnames "$SLURM_JOB_NODELIST")
+head_node=${hosts%%$'\n'*}
 
-# Forward the warning signal to the training processes (they checkpoint on SIGUSR1/SIGTERM).
-trap 'kill -USR1 "$pid" 2>/dev/null' USR1
-trap 'kill -TERM "$pid" 2>/dev/null' TERM
+# Forward each warning signal once to the training step (srun passes it on to torchrun and sgan,
+# which save a checkpoint and exit).
+pid=
+stopped=
+forward() { stopped=$1; kill -"$1" "$pid" 2>/dev/null || true; }
+trap 'forward USR1' USR1
+trap 'forward TERM' TERM
 srun --kill-on-bad-exit=1 torchrun \
     --nnodes "$SLURM_NNODES" --nproc-per-node "${SLURM_GPUS_PER_NODE:-8}" \
     --rdzv-backend c10d --rdzv-endpoint "$head_node:29500" --rdzv-id "$SLURM_JOB_ID" \
     -m stylegan_cli train -r "$run" "$@" &
 pid=$!
+# A trapped signal ends `wait` at once, while the step is still saving its checkpoint: wait again
+# until the step has really exited, then take its own exit status (bash keeps it for `wait`).
+wait "$pid" || true
+while kill -0 "$pid" 2>/dev/null; do
+    wait "$pid" || true
+done
+status=0
 wait "$pid" || status=$?
-status=${status:-0}
-# 128+signal means "stopped to be resumed": ask Slurm to run the job again.
-if [ "$status" -gt 128 ] && [ -n "${SLURM_JOB_ID:-}" ]; then
+# 128+signal means "stopped to be resumed"; so does a failure after a forwarded stop signal (torchrun
+# reports a signal it received itself as its own failure, exit 1, while the ranks have saved): ask
+# Slurm to run the job again.
+if { [ "$status" -gt 128 ] || { [ -n "$stopped" ] && [ "$status" -ne 0 ]; }; } && [ -n "${SLURM_JOB_ID:-}" ]; then
     scontrol requeue "$SLURM_JOB_ID"
 fi
 exit "$status"

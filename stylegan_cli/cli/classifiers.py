@@ -51,7 +51,7 @@ def train(
     config = ClassifierConfig(resolution=resolution, kimg=kimg, batch=batch, lr=lr, fmap_base=fmap_base,
                               fmap_max=fmap_max, val_fraction=val_fraction, seed=seed)
     data = labelled_set(images, labels, config)
-    with rundir.stage(run_dir) as record:
+    with rundir.stage(run_dir, writes=out) as record:
         index = train_classifiers(data, out, default_device(), record.outputs)
         for name in index["attributes"]:
             report = index["reports"][name]

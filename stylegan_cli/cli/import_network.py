@@ -29,7 +29,7 @@ def import_network(
     digest = convert.sha256(file)
     done = convert.already_imported(run_dir, digest)
     converted = convert.read(file)  # checked (and refused, if need be) before anything is written
-    with rundir.stage(run_dir) as record:
+    with rundir.stage(run_dir, writes=rundir.checkpoints_dir(run_dir)) as record:
         if done is not None:
             err.print(f"{file} is already imported as {done}.")
             path = done

@@ -68,7 +68,8 @@ PATH, and latents.npz (each frame's w before truncation, as sgan sample saves it
 and an MP4 left by an earlier run that this one does not replace are removed.
     """
     run_dir = rundir.resolve_run(run)
-    with rundir.stage(run_dir) as record:
+    out = rundir.stage_dir(run_dir, "interpolate")
+    with rundir.stage(run_dir, writes=out) as record:
         if (seeds is None) == (latents is None):
             raise UsageError("Give the keyframes with either --seeds or --latents.")
         loaded = load_generator(run_dir, ckpt)
@@ -86,7 +87,6 @@ and an MP4 left by an earlier run that this one does not replace are removed.
         images = synthesize(G, truncate(G, ws, trunc, trunc_cutoff), batch, noise_mode.value,
                             [noise_seed(keys[0])] * len(frames), description="interpolate")
 
-        out = rundir.stage_dir(run_dir, "interpolate")
         paths, gif, mp4 = interpolation.save_animation(out, images, fps)
         npz = save_latents(out / "latents.npz", frame_latents, ws)
         record.outputs += [*map(str, paths), str(gif), *([str(mp4)] if mp4 is not None else []), str(npz)]

@@ -82,7 +82,8 @@ noise is drawn from the seed whose latent supplies an image's first style layer.
     texts = dict(zip(mixing.GROUPS, (coarse, middle, fine)))
     named = [g for g in mixing.GROUPS if texts[g] is not None]
     run_dir = rundir.resolve_run(run)
-    with rundir.stage(run_dir) as record:
+    out = rundir.stage_dir(run_dir, "mix")
+    with rundir.stage(run_dir, writes=out) as record:
         if len(named) < 2:
             raise UsageError("Name at least two of --coarse, --middle and --fine to mix their styles.")
         if styles is not None and len(named) != 2:
@@ -105,7 +106,7 @@ noise is drawn from the seed whose latent supplies an image's first style layer.
         grid = mixing.plan_grid(G, latents, sources)
         check_cutoff(G, trunc_cutoff)
         mixed, figure = mixing.render_grid(G, grid, trunc, trunc_cutoff, noise_mode.value, batch)
-        paths, grid_path, npz = mixing.save_grid(rundir.stage_dir(run_dir, "mix"), grid, mixed, figure)
+        paths, grid_path, npz = mixing.save_grid(out, grid, mixed, figure)
         record.outputs += [*dict.fromkeys(map(str, paths)), str(grid_path), str(npz)]
         summary = {
             "checkpoint": str(loaded.ckpt), "kimg": loaded.kimg, "grid": str(grid_path), "latents": str(npz),

@@ -64,10 +64,10 @@ def noise(
         if p in (Layers.coarse, Layers.fine) and not any(mask):
             err.print(f"Note: with --fine-from {fine_from}, this {G.resolution}x{G.resolution} generator has no "
                       f"{p.value} noise inputs, so '{p.value}' adds no noise.")
-    with rundir.stage(run_dir) as record:
+    out = rundir.stage_dir(run_dir, "noise")
+    with rundir.stage(run_dir, writes=out) as record:
         latents = [seed_latent(s, G.z_dim) for s in seeds]
         ws = to_ws(G, latents)
-        out = rundir.stage_dir(run_dir, "noise")
         panel_summaries = []
         for s, w in zip(seeds, ws):
             panel_summaries += variation_panels(G, s, w, masks, panels is not None, n, show, batch, out,

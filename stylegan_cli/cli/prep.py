@@ -139,7 +139,7 @@ def _run_prep(run: Path | None, data: Path | None, settings: dict, inputs: list[
     run_dir = rundir.resolve_run(run)
     data_dir = rundir.data_dir(run_dir)
     dataset_path = rundir.dataset_path(run_dir, data)
-    with rundir.stage(run_dir) as record:
+    with rundir.stage(run_dir, writes=dataset_path.parent) as record:
         if not inputs:
             raise UsageError(f"No images under {settings['src']} (looked for jpg, jpeg, png, webp, bmp, tif).")
         existing = prep.finished(dataset_path, settings)

@@ -68,7 +68,7 @@ def sample(
     if shape is not None and shape[0] * shape[1] < len(latents):
         raise UsageError(f"--grid {grid} holds {shape[0] * shape[1]} images, fewer than the {len(latents)} seeds.")
     out = rundir.stage_dir(run_dir, "samples")
-    with rundir.stage(run_dir) as record:
+    with rundir.stage(run_dir, writes=out) as record:
         raw = to_ws(G, latents)
         check_cutoff(G, trunc_cutoff)
         noise_seeds = [noise_seed(latent, i) for i, latent in enumerate(latents)]

@@ -25,9 +25,9 @@ from stylegan_cli.cli.options import (
     architectures,
     power_of_two,
 )
-from stylegan_cli.core import rundir
+from stylegan_cli.core import locks, rundir
 from stylegan_cli.core.console import err, results
-from stylegan_cli.core.errors import UsageError
+from stylegan_cli.core.errors import SganError, UsageError
 from stylegan_cli.data.dataset import Dataset
 from stylegan_cli.metrics.registry import parse_metric
 from stylegan_cli.model import checkpoint
@@ -152,8 +152,15 @@ def train(
     run_dir = rundir.resolve_run(run)
     data_path = rundir.dataset_path(run_dir, data)
     dataset = Dataset(data_path)
-    latest = checkpoint.latest(run_dir)
-    state = checkpoint.load(latest, env.device) if latest is not None else None
+    writer = env.main and not dry_run
+    if writer:  # one trainer per run, from before it reads the newest checkpoint (core/locks.py)
+        locks.hold(rundir.checkpoints_dir(run_dir))
+    latest, state, damaged = checkpoint.newest_readable(run_dir, env.device, set_aside=writer)
+    if damaged and latest is None:
+        raise SganError(f"{damaged[0][0].rstrip('.')}, and no older checkpoint of {run_dir} is readable; move the "
+                        f"damaged files away to start afresh.")
+    for reason, aside in damaged if writer else []:
+        err.print(f"{reason} Set aside as {aside}; continuing from {latest}.", style="yellow", markup=False)
     stored = {} if state is None else _stored_choices(ctx, config_f, state["config"])
     resolution = stored.pop("resolution", resolution)
     if resolution is None:
@@ -205,7 +212,9 @@ def train(
             err.print(f"Resuming from {latest} at kimg {trainer.nimg / 1000:.1f}.")
     if env.main:
         rundir.write_json(rundir.train_dir(run_dir) / "config.json", asdict(cfg))
-    with rundir.stage(run_dir) if env.main else contextlib.nullcontext(rundir.StageRecord()) as record:
+    staged = rundir.stage(run_dir, writes=rundir.checkpoints_dir(run_dir)) if env.main else \
+        contextlib.nullcontext(rundir.StageRecord())
+    with staged as record:
         saved = train_loop(trainer, record)
         if env.main:
             results(saved[-1:], {"checkpoint": str(saved[-1]) if saved else None, "kimg": trainer.nimg / 1000}

@@ -69,7 +69,8 @@ def truncate(
     loaded = load_generator(run_dir, ckpt)
     G = loaded.G
     check_cutoff(G, trunc_cutoff)
-    with rundir.stage(run_dir) as record:
+    out = rundir.stage_dir(run_dir, "truncate")
+    with rundir.stage(run_dir, writes=out) as record:
         summary: dict = {"outputs": record.outputs, "checkpoint": str(loaded.ckpt), "kimg": loaded.kimg}
         if compute_avg:
             path = truncation.store_w_avg(G, loaded.ckpt, samples or truncation.AVG_SAMPLES)
@@ -77,7 +78,7 @@ def truncate(
             summary["w_avg"] = str(path)
         if seed_list:
             summary.update(truncation.sweep(G, seed_list, psis, trunc_cutoff, noise_mode.value, batch,
-                                            rundir.stage_dir(run_dir, "truncate"), record.outputs))
+                                            out, record.outputs))
             err.print(f"{len(seed_list)} seeds x {len(psis)} psi at {G.resolution}x{G.resolution} from "
                       f"{loaded.ckpt} (kimg {loaded.kimg:.1f}).")
         results(record.outputs, summary if as_json else None)

@@ -97,6 +97,16 @@ class Record:
     source: dict  # {"source": relative path, "face": k, "pixel_md5": md5 of the top level, ...}
 
 
+def _check_complete(env: lmdb.Environment, path: Path) -> None:
+    """A truncated data.mdb (a copy cut short, a full disk) would crash the process with SIGBUS on the first read
+    past its end, since LMDB maps the file: its meta page says how many pages it needs, so check first."""
+    needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    size = (path / "data.mdb").stat().st_size
+    if size < needed:
+        raise SganError(f"The dataset {path} is damaged: its data.mdb has {size:,} bytes of the {needed:,} its index "
+                        f"refers to (a truncated copy?); copy it again or rerun `sgan prep --overwrite`.")
+
+
 def _open_env(path: Path, readonly: bool) -> lmdb.Environment:
     if readonly:
         return lmdb.open(str(path), readonly=True, lock=False, readahead=False, subdir=True)
@@ -233,6 +243,7 @@ class Dataset:
         self._env, self._pid = None, None
         try:
             with self._txn() as txn:
+                _check_complete(self._env, self.path)
                 meta = _get_json(txn, b"meta")
         except (lmdb.Error, json.JSONDecodeError) as e:
             raise SganError(f"Cannot read the dataset {self.path}: {e}.") from e
@@ -274,7 +285,11 @@ class Dataset:
         """The (res, res, 3) uint8 RGB image `index` at level `res`."""
         self._check(index, res)
         with self._txn() as txn:
-            return decode_level(txn.get(_img_key(res, index)), res)
+            try:
+                return decode_level(txn.get(_img_key(res, index)), res)
+            except (lmdb.Error, ValueError, TypeError, OSError) as e:  # a missing, cut or overwritten record
+                raise SganError(f"The dataset {self.path} is damaged: image {index} at {res}x{res} cannot be read "
+                                f"({type(e).__name__}); copy it again or rerun `sgan prep --overwrite`.") from None
 
     def source(self, index: int) -> dict:
         self._check(index, self.resolutions[-1])

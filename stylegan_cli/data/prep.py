@@ -111,6 +111,7 @@ def _process_all(writer: DatasetWriter, settings: dict, workers: int) -> dict:
     try:
         if workers > 1 and len(remaining) > 1:
             ctx = multiprocessing.get_context("spawn")
+            signals.start_resource_tracker()
             pool = ctx.Pool(min(workers, len(remaining)), initializer=init_worker,
                             initargs=(settings, writer.inputs))
             outcomes = pool.imap(process, remaining, chunksize=_chunksize(len(remaining), workers))

@@ -8,7 +8,6 @@ process, `process` handles the input at one position.
 
 from __future__ import annotations
 
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from stylegan_cli.core import signals
 from stylegan_cli.core.errors import SganError
 from stylegan_cli.data import align
 from stylegan_cli.data.dataset import Record, build_levels, encode_level, pixel_md5
@@ -42,7 +42,7 @@ def init_worker(settings: dict, inputs: list[str], in_process: bool = False) -> 
     """Builds the per-process state: the landmark detector or the landmarks file."""
     global _worker
     if not in_process:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+        signals.leave_to_parent(terminable=True)
         import cv2
 
         cv2.setNumThreads(1)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from stylegan_cli.core import rundir
+from stylegan_cli.core import rundir, signals
 from stylegan_cli.core.errors import UsageError
 from stylegan_cli.data.dataset import Dataset, LevelImages
 from stylegan_cli.data.images import Rejected, list_images, load_rgb
@@ -48,7 +48,8 @@ class DatasetImages(ImageSet):
             np.random.default_rng(0).permutation(self.count)[:MAX_REAL]
         items = [(int(i), False) for i in order[:n]]
         yield from torch.utils.data.DataLoader(LevelImages(self.dataset, self.size), batch_size=batch,
-                                               sampler=items, num_workers=self.workers)
+                                               sampler=items, num_workers=self.workers,
+                                               worker_init_fn=signals.leave_to_parent)
 
 
 class FolderImages(ImageSet):

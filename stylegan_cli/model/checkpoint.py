@@ -9,6 +9,7 @@ keys in NETWORK_KEYS decide their shapes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import re
@@ -56,21 +57,89 @@ def build_discriminator(config: dict) -> Discriminator:
 
 
 def save(run_dir: Path, state: dict, kimg: int, keep: int | None = None) -> Path:
-    """Writes `state` as ckpt-<kimg>.pt, points `latest` at it, and keeps the newest `keep`."""
+    """Writes `state` as ckpt-<kimg>.pt (fsynced), points `latest` at it, and keeps the newest `keep`.
+
+    A failed write (a full disk, no permission, a read-only file system, a vanished folder, or any
+    other failure of torch.save) is one SganError sentence naming the file and the cause, and
+    leaves no temporary file; `latest` moves only after a complete save, so it still points at the
+    previous checkpoint."""
+
+    def tensor_bytes(obj) -> int:  # what the state needs on disk, near enough (the tensors dominate)
+        if isinstance(obj, torch.Tensor):
+            return obj.numel() * obj.element_size()
+        if isinstance(obj, dict):
+            return sum(tensor_bytes(v) for v in obj.values())
+        if isinstance(obj, (list, tuple)):
+            return sum(tensor_bytes(v) for v in obj)
+        return 0
+
     folder = rundir.checkpoints_dir(run_dir)
     path = folder / f"ckpt-{kimg:07d}.pt"
-    with rundir.atomic_path(path) as tmp:
-        torch.save(state, tmp)
-    link_tmp = folder / ".latest.tmp"
-    if link_tmp.is_symlink() or link_tmp.exists():
-        link_tmp.unlink()
-    link_tmp.symlink_to(path.name)
-    os.replace(link_tmp, folder / "latest")
+    needed = tensor_bytes(state)
+    try:
+        with rundir.atomic_path(path, needed=needed) as tmp:
+            with open(tmp, "wb") as f:  # a file object, so a failed write keeps its errno (as the context)
+                torch.save(state, f)
+                f.flush()
+                os.fsync(f.fileno())
+    except RuntimeError as e:  # torch.save's own failures carry no errno: write_error weighs free space vs needed
+        raise rundir.write_error(path, e, needed) from e
+    _point_latest(folder, path)
     if keep is not None:
         for old in sorted(folder.glob("ckpt-*.pt"))[:-keep]:
             if old != path:
                 old.unlink()
     return path
+
+
+def _point_latest(folder: Path, path: Path) -> None:
+    """Makes `folder/latest` a relative link to `path`, replaced atomically (a new link renamed over it); a
+    failure is one sentence, with the temporary link removed."""
+    link_tmp = folder / ".latest.tmp"
+    try:
+        if link_tmp.is_symlink() or link_tmp.exists():
+            link_tmp.unlink()
+        link_tmp.symlink_to(path.name)
+        os.replace(link_tmp, folder / "latest")
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            link_tmp.unlink()
+        raise rundir.write_error(folder / "latest", e) from e
+
+
+def _all(run_dir: Path) -> list[Path]:
+    """The run's checkpoints, oldest first."""
+    folder = rundir.checkpoints_dir(run_dir)
+    return sorted(p for p in folder.glob("ckpt-*.pt") if _NAME.search(p.name)) if folder.is_dir() else []
+
+
+def newest_readable(run_dir: Path, device: torch.device | str = "cpu",
+                    set_aside: bool = True) -> tuple[Path | None, dict | None, list[tuple[str, Path]]]:
+    """The newest checkpoint that loads, its state, and for each newer one that did not, why, and where it is
+    now. With `set_aside` (and a readable one found), those are renamed NAME.damaged, never deleted, and
+    `latest` points at the one found, so training continues from it; otherwise nothing is changed."""
+    unreadable = []
+    for path in reversed(_all(run_dir)):
+        try:
+            state = load_training_state(path, device)
+        except SganError as e:
+            unreadable.append((str(e), path))
+            continue
+        if set_aside and unreadable:
+            unreadable = [(reason, _set_aside(p)) for reason, p in unreadable]
+            _point_latest(path.parent, path)
+        return path, state, unreadable
+    return None, None, unreadable
+
+
+def _set_aside(path: Path) -> Path:
+    """Renames a damaged file NAME.damaged (NAME.damaged2, ... if taken) and returns the new name."""
+    aside, n = path.with_name(path.name + ".damaged"), 2
+    while aside.exists():
+        aside, n = path.with_name(f"{path.name}.damaged{n}"), n + 1
+    with contextlib.suppress(FileNotFoundError):  # another rank set it aside first
+        os.replace(path, aside)
+    return aside
 
 
 def latest(run_dir: Path) -> Path | None:
@@ -79,7 +148,7 @@ def latest(run_dir: Path) -> Path | None:
     link = folder / "latest"
     if link.exists():
         return link.resolve()
-    found = sorted(p for p in folder.glob("ckpt-*.pt") if _NAME.search(p.name)) if folder.is_dir() else []
+    found = _all(run_dir)
     return found[-1] if found else None
 
 

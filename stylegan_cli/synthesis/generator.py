@@ -38,7 +38,14 @@ class Loaded:
 def load_generator(run_dir: Path, ckpt: Path | None) -> Loaded:
     """The moving-average generator of `--ckpt` or the run's newest checkpoint, ready to run."""
     path = checkpoint.resolve(run_dir, ckpt)
-    state = checkpoint.load_training_state(path)
+    try:
+        state = checkpoint.load_training_state(path)
+    except SganError as e:
+        found = checkpoint.newest_readable(run_dir, set_aside=False)[0] if ckpt is None else None
+        if found is None:
+            raise
+        raise SganError(f"{str(e).rstrip('.')}; the newest readable checkpoint is {found}: pass --ckpt {found}, or "
+                        f"run `sgan train`, which sets the damaged file aside and continues from it.") from None
     cfg = state["config"]
     G = checkpoint.build_generator(cfg)
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from stylegan_cli.core import signals
 from stylegan_cli.data.dataset import Dataset, LevelImages
 
 
@@ -54,7 +55,7 @@ def real_batches(dataset: Dataset, stream: ImageStream, res: int, start: int, gl
     loader = torch.utils.data.DataLoader(
         LevelImages(dataset, res), batch_sampler=_Batches(stream, start, global_batch, rank, world),
         num_workers=workers, pin_memory=pin, prefetch_factor=4 if workers else None,
-        persistent_workers=False,
+        persistent_workers=False, worker_init_fn=signals.leave_to_parent,
         # Its own source of worker seeds: otherwise each new loader (on resuming, say) draws from the global
         # RNG, whose checkpointed state the path-length noise continues from, and a resume is not bitwise.
         generator=torch.Generator(),

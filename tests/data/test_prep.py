@@ -134,9 +134,13 @@ def test_a_prep_killed_midway_resumes_to_the_same_dataset(tmp_path):
     (signal.SIGUSR1, "Interrupted after {done} of 73 inputs; run the same command again to resume."),
     (signal.SIGINT, "sgan: interrupted."),
 ])
-def test_a_stop_signal_keeps_what_was_committed_and_exits_128_plus_its_number(tmp_path, prepped, signum, last_line):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_stop_signal_keeps_what_was_committed_and_exits_128_plus_its_number(tmp_path, prepped, signum, last_line,
+                                                                              workers):
     """Input 65 of 73 is a named pipe, which the prep cannot get past on any machine until something
-    writes to it; so once it has committed any of the 64 before, a signal is sure to find it at work."""
+    writes to it; so once it has committed any of the 64 before, a signal is sure to find it at work.
+    With worker processes the signal goes to the whole process group at once, as clusters send it: the
+    workers leave it to the parent, which stops the same way."""
     src = tmp_path / "src"
     src.mkdir()
     for photo in PHOTOS:
@@ -145,21 +149,22 @@ def test_a_stop_signal_keeps_what_was_committed_and_exits_128_plus_its_number(tm
     faces = list(json.loads((prepped / "data" / "landmarks.json").read_text()).values())  # one per photo, in order
     pipe = {"in_the_wild": {"file_path": "pipe.jpg", "face_landmarks": faces[0]["in_the_wild"]["face_landmarks"]}}
     (tmp_path / "landmarks.json").write_text(json.dumps(faces * 8 + [pipe] + faces))
-    args = ["prep", "ffhq", "--src", src, "--landmarks", tmp_path / "landmarks.json", "--resolution", 8, "--workers", 1]
+    args = ["prep", "ffhq", "--src", src, "--landmarks", tmp_path / "landmarks.json", "--resolution", 8,
+            "--workers", workers]
 
     run = tmp_path / "stopped"
     partial = run / "data" / "dataset.lmdb.partial"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     # Python raises KeyboardInterrupt only where SIGINT is not ignored at start-up, as it is in background jobs.
     proc = subprocess.Popen([sys.executable, "-m", "stylegan_cli", *map(str, args), "-r", str(run)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while _position(partial) == 0 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert proc.poll() is None and _position(partial) > 0, "the prep should be waiting on the pipe"
-        proc.send_signal(signum)
+        os.killpg(proc.pid, signum) if workers > 1 else proc.send_signal(signum)
         _, stderr = proc.communicate(timeout=60)
     finally:
         proc.kill()
