@@ -71,7 +71,7 @@ def train_loop(trainer: Trainer, record: rundir.StageRecord) -> list[Path]:
     cfg, env, run_dir = trainer.cfg, trainer.env, trainer.run_dir
     start_res = trainer.G.start_resolution
     total, tick_images, snap_images = int(cfg.kimg * 1000), int(cfg.tick_kimg * 1000), int(cfg.snap_kimg * 1000)
-    stop = {"signal": 0}
+    stop = {"signal": 0}  # set by this process's handler, at any moment; `stopping` is what every rank agreed on
     previous = {s: signal.signal(s, lambda signum, frame: stop.update(signal=signum)) for s in signals.STOP_SIGNALS}
     saved: list[Path] = []
     last_saved = {"nimg": -1 if checkpoint.latest(run_dir) is None else trainer.nimg}
@@ -89,7 +89,8 @@ def train_loop(trainer: Trainer, record: rundir.StageRecord) -> list[Path]:
     try:
         loader_res, reals, tick, ticks = None, None, _Tick(trainer.nimg), 0
         next_snap = (trainer.nimg // snap_images + 1) * snap_images
-        while trainer.nimg < total and not stop["signal"]:
+        stopping = 0
+        while trainer.nimg < total and not stopping:
             res, alpha = phase(trainer.nimg, cfg, start_res)
             if res != loader_res:
                 batch = batch_size(cfg, res)
@@ -99,11 +100,15 @@ def train_loop(trainer: Trainer, record: rundir.StageRecord) -> list[Path]:
                                      cfg.workers, env.device.type == "cuda")
                 loader_res = res
             tick.add(trainer.iteration(next(reals), res, alpha))
-            if env.world > 1:  # every rank must see a stop signal at the same step
-                flag = torch.tensor(float(stop["signal"]), device=env.device)
+            # Every rank stops at the same step: the signals seen up to here, agreed once per step. A signal
+            # arriving later counts at the next step, never in between (a rank leaving the loop alone would
+            # leave the others waiting in a collective for a peer that is gone).
+            stopping = stop["signal"]
+            if env.world > 1:
+                flag = torch.tensor(float(stopping), device=env.device)
                 dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-                stop["signal"] = stop["signal"] or int(flag.item())
-            if trainer.nimg - tick.nimg >= tick_images or trainer.nimg >= total or stop["signal"]:
+                stopping = int(flag.item())
+            if trainer.nimg - tick.nimg >= tick_images or trainer.nimg >= total or stopping:
                 line = _log_line(trainer, tick, res, alpha)
                 ticks += 1
                 if env.main:
@@ -117,17 +122,17 @@ def train_loop(trainer: Trainer, record: rundir.StageRecord) -> list[Path]:
             if trainer.nimg >= next_snap:
                 save("snapshot")
                 next_snap += snap_images
-            if cfg.metrics and (trainer.nimg >= next_metrics or trainer.nimg >= total) and not stop["signal"]:
+            if cfg.metrics and (trainer.nimg >= next_metrics or trainer.nimg >= total) and not stopping:
                 save("metrics")
                 evaluate(trainer, res, alpha, checkpoint.latest(run_dir))
                 next_metrics = (trainer.nimg // metrics_images + 1) * metrics_images
-        save(f"stopped by {signal.Signals(stop['signal']).name}" if stop["signal"] else "final")
+        save(f"stopped by {signal.Signals(stopping).name}" if stopping else "final")
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    if stop["signal"]:
+    if stopping:
         err.print(f"Stopped at kimg {trainer.nimg / 1000:.3f}; run the same command again to resume.")
-        raise signals.Stopped(stop["signal"])
+        raise signals.Stopped(stopping)
     return saved
 
 
