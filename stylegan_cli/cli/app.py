@@ -65,6 +65,7 @@ def _mount() -> None:
         mix,
         noise,
         prep,
+        report,
         sample,
         train,
         truncate,
@@ -80,6 +81,7 @@ def _mount() -> None:
     app.command("interpolate")(interpolate.interpolate)
     app.command("noise")(noise.noise)
     app.command("metrics")(metrics.metrics)
+    app.command("report")(report.report)
     app.add_typer(classifiers.app, name="classifiers")
     app.add_typer(bench.app, name="bench")
 

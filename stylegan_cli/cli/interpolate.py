@@ -13,12 +13,15 @@ from stylegan_cli.cli.options import (
     BatchOption,
     CkptOption,
     CutoffOption,
+    GridScaleOption,
     JsonOption,
     NoiseMode,
     NoiseOption,
+    OutOption,
     RunOption,
     TruncOption,
     check_cutoff,
+    out_dir,
 )
 from stylegan_cli.core import rundir
 from stylegan_cli.core.console import err, results
@@ -54,6 +57,8 @@ def interpolate(
     noise_mode: NoiseOption = NoiseMode.const,
     batch: BatchOption = 32,
     ckpt: CkptOption = None,
+    out: OutOption = None,
+    grid_scale: GridScaleOption = None,
     run: RunOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -63,13 +68,13 @@ def interpolate(
 (steps x (keyframes-1) + 1 frames), with --loop a segment returns to the first keyframe instead \
 (steps x keyframes frames). Random noise is drawn once, from the first keyframe's seed, for every frame.
 
-    Writes RUN/interpolate/frame00000.png, ..., interpolation.gif, interpolation.mp4 where ffmpeg is on \
-PATH, and latents.npz (each frame's w before truncation, as sgan sample saves it, and in Z its z). Frames \
+    Writes into RUN/interpolate/ (or --out) frame00000.png, ..., interpolation.gif, interpolation.mp4 where \
+ffmpeg is on PATH, and latents.npz (each frame's w before truncation, as sgan sample saves it, and in Z its z). Frames \
 and an MP4 left by an earlier run that this one does not replace are removed.
     """
     run_dir = rundir.resolve_run(run)
-    out = rundir.stage_dir(run_dir, "interpolate")
-    with rundir.stage(run_dir, writes=out) as record:
+    folder = out_dir(run_dir, out, "interpolate")
+    with rundir.stage(run_dir, writes=folder) as record:
         if (seeds is None) == (latents is None):
             raise UsageError("Give the keyframes with either --seeds or --latents.")
         loaded = load_generator(run_dir, ckpt)
@@ -87,8 +92,8 @@ and an MP4 left by an earlier run that this one does not replace are removed.
         images = synthesize(G, truncate(G, ws, trunc, trunc_cutoff), batch, noise_mode.value,
                             [noise_seed(keys[0])] * len(frames), description="interpolate")
 
-        paths, gif, mp4 = interpolation.save_animation(out, images, fps)
-        npz = save_latents(out / "latents.npz", frame_latents, ws)
+        paths, gif, mp4 = interpolation.save_animation(folder, images, fps, grid_scale)
+        npz = save_latents(folder / "latents.npz", frame_latents, ws)
         record.outputs += [*map(str, paths), str(gif), *([str(mp4)] if mp4 is not None else []), str(npz)]
         summary = {
             "checkpoint": str(loaded.ckpt), "kimg": loaded.kimg, "keyframes": [k.label for k in keys],

@@ -16,12 +16,15 @@ from stylegan_cli.cli.options import (
     BatchOption,
     CkptOption,
     CutoffOption,
+    GridScaleOption,
     JsonOption,
     NoiseMode,
     NoiseOption,
+    OutOption,
     RunOption,
     TruncOption,
     check_cutoff,
+    out_dir,
 )
 from stylegan_cli.core import rundir
 from stylegan_cli.core.console import err, results
@@ -63,6 +66,8 @@ def mix(
     noise_mode: NoiseOption = NoiseMode.const,
     batch: BatchOption = 32,
     ckpt: CkptOption = None,
+    out: OutOption = None,
+    grid_scale: GridScaleOption = None,
     run: RunOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -74,16 +79,16 @@ from A). Name at least two groups; at most two may list several latents. The coa
 gives the grid's rows, the finer its columns: --coarse 1,2,3 --fine 4,5,6,7 draws 3x4 mixes with the \
 unmixed sources along the top (columns) and down the left edge (rows).
 
-    Writes RUN/mix/grid.png; each mix as RUN/mix/SOURCES.png, SOURCES naming the latent of every named \
-group, coarse to fine, joined by '-' (seed0001-seed0004.png); and RUN/mix/latents.npz: w (one row per \
+    Writes into RUN/mix/ (or --out) grid.png; each mix as SOURCES.png, SOURCES naming the latent of every named \
+group, coarse to fine, joined by '-' (seed0001-seed0004.png); and latents.npz: w (one row per \
 mix, row-major over the grid, before truncation, as sgan sample saves them) and names. Random \
 noise is drawn from the seed whose latent supplies an image's first style layer.
     """
     texts = dict(zip(mixing.GROUPS, (coarse, middle, fine)))
     named = [g for g in mixing.GROUPS if texts[g] is not None]
     run_dir = rundir.resolve_run(run)
-    out = rundir.stage_dir(run_dir, "mix")
-    with rundir.stage(run_dir, writes=out) as record:
+    folder = out_dir(run_dir, out, "mix")
+    with rundir.stage(run_dir, writes=folder) as record:
         if len(named) < 2:
             raise UsageError("Name at least two of --coarse, --middle and --fine to mix their styles.")
         if styles is not None and len(named) != 2:
@@ -105,8 +110,9 @@ noise is drawn from the seed whose latent supplies an image's first style layer.
 
         grid = mixing.plan_grid(G, latents, sources)
         check_cutoff(G, trunc_cutoff)
-        mixed, figure = mixing.render_grid(G, grid, trunc, trunc_cutoff, noise_mode.value, batch)
-        paths, grid_path, npz = mixing.save_grid(out, grid, mixed, figure)
+        mixed, figure = mixing.render_grid(G, grid, trunc, trunc_cutoff, noise_mode.value, batch,
+                                           grid_scale)
+        paths, grid_path, npz = mixing.save_grid(folder, grid, mixed, figure)
         record.outputs += [*dict.fromkeys(map(str, paths)), str(grid_path), str(npz)]
         summary = {
             "checkpoint": str(loaded.ckpt), "kimg": loaded.kimg, "grid": str(grid_path), "latents": str(npz),

@@ -9,7 +9,7 @@ seedSSSS-std.png. With `--layers` (Figure 5), noise enters only some layers, eac
 seedSSSS-layers-<which>.png and seedSSSS-layers-<which>-std.png; coarse is the noise inputs below
 `--fine-from` (64: the paper's 4x4-32x32), fine those at 64x64 and up. Several `--layers` (repeated,
 or a comma list) also make seedSSSS-layers.png, one row per panel in the order given:
-`--layers all,none,fine,coarse` is the paper's Figure 5 (a)-(d). Files go to RUN/noise/, with
+`--layers all,none,fine,coarse` is the paper's Figure 5 (a)-(d). Files go to RUN/noise/ (or --out), with
 latents.npz holding each seed's z and w.
 """
 
@@ -19,7 +19,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from stylegan_cli.cli.options import BatchOption, CkptOption, JsonOption, RunOption
+from stylegan_cli.cli.options import (
+    BatchOption,
+    CkptOption,
+    GridScaleOption,
+    JsonOption,
+    OutOption,
+    RunOption,
+    out_dir,
+)
 from stylegan_cli.core import rundir
 from stylegan_cli.core.console import err, results
 from stylegan_cli.core.errors import UsageError
@@ -44,17 +52,20 @@ def noise(
                                                                       "are fine, the rest coarse.")] = 64,
     batch: BatchOption = 32,
     ckpt: CkptOption = None,
+    out: OutOption = None,
+    grid_scale: GridScaleOption = None,
     run: RunOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Stochastic variation (StyleGAN Figures 4, 5): one image under many noise realisations and
     its per-pixel std (x4, 0-255 units); --layers puts noise in some layers only.
 
-    Writes RUN/noise/seedSSSS-variation.png and -std.png, or with --layers
+    Writes into RUN/noise/ (or --out) seedSSSS-variation.png and -std.png, or with --layers
     seedSSSS-layers-<which>.png and -std.png per panel, plus seedSSSS-layers.png for several."""
     seeds = parse_seeds(seed)
     panels = _parse_layers(layers)
     run_dir = rundir.resolve_run(run)
+    folder = out_dir(run_dir, out, "noise")
     loaded = load_generator(run_dir, ckpt)
     G = loaded.G
     if G.arch == "pggan":
@@ -64,15 +75,14 @@ def noise(
         if p in (Layers.coarse, Layers.fine) and not any(mask):
             err.print(f"Note: with --fine-from {fine_from}, this {G.resolution}x{G.resolution} generator has no "
                       f"{p.value} noise inputs, so '{p.value}' adds no noise.")
-    out = rundir.stage_dir(run_dir, "noise")
-    with rundir.stage(run_dir, writes=out) as record:
+    with rundir.stage(run_dir, writes=folder) as record:
         latents = [seed_latent(s, G.z_dim) for s in seeds]
         ws = to_ws(G, latents)
         panel_summaries = []
         for s, w in zip(seeds, ws):
-            panel_summaries += variation_panels(G, s, w, masks, panels is not None, n, show, batch, out,
-                                                record.outputs)
-        npz = save_latents(out / "latents.npz", latents, ws)
+            panel_summaries += variation_panels(G, s, w, masks, panels is not None, n, show, batch, folder,
+                                                record.outputs, grid_scale)
+        npz = save_latents(folder / "latents.npz", latents, ws)
         record.outputs.append(str(npz))
         summary = {"outputs": record.outputs, "checkpoint": str(loaded.ckpt), "kimg": loaded.kimg, "n": n,
                    "fine_from": fine_from, "figures": panel_summaries, "latents": str(npz)}

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from stylegan_cli.core import rundir
 from stylegan_cli.core.errors import UsageError
 from stylegan_cli.model.discriminator import D_ARCHS
 from stylegan_cli.model.generator import ARCHS, G_ARCHS, Generator
@@ -55,6 +56,21 @@ NoiseOption = Annotated[NoiseMode, typer.Option("--noise-mode", help="Per-layer 
 TruncOption = Annotated[float, typer.Option("--trunc", help="Truncation psi: w' = w_avg + psi (w - w_avg); 1 is off.")]
 CutoffOption = Annotated[Optional[int], typer.Option("--trunc-cutoff", min=1, show_default=False,
                                                      help="Truncate only the first N style inputs (default: all).")]
+OutOption = Annotated[Optional[Path], typer.Option(
+    "--out", show_default=False, help="Folder to write into (default: the stage's own folder in the run, "
+                                      "RUN/samples, RUN/mix, ...).")]
+GridScaleOption = Annotated[Optional[int], typer.Option(
+    "--grid-scale", min=1, show_default=False,
+    help="Enlarge grids (and the GIF) by this whole factor, nearest neighbour; 1 keeps them 1:1 (default: "
+         "grids of images under 128 px are enlarged to at least 512 px wide).")]
+
+
+def out_dir(run_dir: Path, out: Path | None, stage_name: str) -> Path:
+    """The folder a synthesis stage writes: --out, else its folder in the run; a file is a usage error."""
+    folder = out if out is not None else rundir.stage_dir(run_dir, stage_name)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{'--out' if out is not None else 'The output folder'} {folder} is a file, not a folder.")
+    return folder
 
 
 def power_of_two(minimum: int):

@@ -16,18 +16,21 @@ from stylegan_cli.cli.options import (
     BatchOption,
     CkptOption,
     CutoffOption,
+    GridScaleOption,
     JsonOption,
     NoiseMode,
     NoiseOption,
+    OutOption,
     RunOption,
     TruncOption,
     check_cutoff,
+    out_dir,
 )
 from stylegan_cli.core import rundir
 from stylegan_cli.core.console import err, results
 from stylegan_cli.core.errors import UsageError
 from stylegan_cli.synthesis.generator import load_generator
-from stylegan_cli.synthesis.images import image_grid, save_png
+from stylegan_cli.synthesis.images import save_png, scaled_grid
 from stylegan_cli.synthesis.latents import parse_latents
 from stylegan_cli.synthesis.latents import save_latents as write_latents
 from stylegan_cli.synthesis.render import noise_seed, synthesize, to_ws
@@ -49,37 +52,40 @@ def sample(
     grid: Annotated[Optional[str], typer.Option("--grid", show_default=False,
                                                 help="Also write the images as one COLSxROWS grid, "
                                                      "e.g. 8x8 (filled row by row).")] = None,
-    save_latents: Annotated[bool, typer.Option("--save-latents", help="Write z, w and seeds to "
-                                                                      "RUN/samples/latents.npz.")] = False,
+    save_latents: Annotated[bool, typer.Option(
+        "--save-latents", help="Write z, w and seeds to latents.npz (in RUN/samples or --out).")] = False,
     trunc: TruncOption = 1.0,
     trunc_cutoff: CutoffOption = None,
     noise_mode: NoiseOption = NoiseMode.const,
     batch: BatchOption = 32,
     ckpt: CkptOption = None,
+    out: OutOption = None,
+    grid_scale: GridScaleOption = None,
     run: RunOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Render one image per seed with the newest checkpoint's moving-average generator."""
     run_dir = rundir.resolve_run(run)
+    folder = out_dir(run_dir, out, "samples")
     shape = _parse_grid(grid)
     loaded = load_generator(run_dir, ckpt)
     G = loaded.G
     latents = parse_latents(seeds, G.z_dim)
     if shape is not None and shape[0] * shape[1] < len(latents):
         raise UsageError(f"--grid {grid} holds {shape[0] * shape[1]} images, fewer than the {len(latents)} seeds.")
-    out = rundir.stage_dir(run_dir, "samples")
-    with rundir.stage(run_dir, writes=out) as record:
+    with rundir.stage(run_dir, writes=folder) as record:
         raw = to_ws(G, latents)
         check_cutoff(G, trunc_cutoff)
         noise_seeds = [noise_seed(latent, i) for i, latent in enumerate(latents)]
         images = synthesize(G, truncate(G, raw, trunc, trunc_cutoff), batch, noise_mode.value, noise_seeds=noise_seeds,
                             description="sample")
         for latent, image in zip(latents, images):
-            record.outputs.append(str(save_png(out / f"{latent.label}.png", image)))
+            record.outputs.append(str(save_png(folder / f"{latent.label}.png", image)))
         if shape is not None:
-            record.outputs.append(str(save_png(out / "grid.png", image_grid(list(images), cols=shape[0]))))
+            picture = scaled_grid(list(images), cols=shape[0], scale=grid_scale)
+            record.outputs.append(str(save_png(folder / "grid.png", picture)))
         if save_latents:
-            record.outputs.append(str(write_latents(out / "latents.npz", latents, raw)))
+            record.outputs.append(str(write_latents(folder / "latents.npz", latents, raw)))
         err.print(f"{len(images)} images at {G.resolution}x{G.resolution} from {loaded.ckpt} (kimg {loaded.kimg:.1f}).")
         results(record.outputs, {"outputs": record.outputs, "checkpoint": str(loaded.ckpt), "kimg": loaded.kimg}
                 if as_json else None)

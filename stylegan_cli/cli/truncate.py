@@ -21,11 +21,14 @@ from stylegan_cli.cli.options import (
     BatchOption,
     CkptOption,
     CutoffOption,
+    GridScaleOption,
     JsonOption,
     NoiseMode,
     NoiseOption,
+    OutOption,
     RunOption,
     check_cutoff,
+    out_dir,
 )
 from stylegan_cli.core import rundir
 from stylegan_cli.core.console import err, results
@@ -51,13 +54,15 @@ def truncate(
     noise_mode: NoiseOption = NoiseMode.const,
     batch: BatchOption = 32,
     ckpt: CkptOption = None,
+    out: OutOption = None,
+    grid_scale: GridScaleOption = None,
     run: RunOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Truncation sweep (StyleGAN Figure 8): a row per seed, a column per psi; or --compute-avg.
 
     Cells are written as seedSSSS-psiP.png (seed0001-psi0.70.png, seed0001-psi-0.50.png) next to
-    grid.png and latents.npz in RUN/truncate/."""
+    grid.png and latents.npz in RUN/truncate/ (or --out)."""
     if seeds is None and not compute_avg:
         raise UsageError("Give --seeds (and --psi) to draw a truncation sweep, --compute-avg to re-estimate "
                          "the average w, or both.")
@@ -66,11 +71,11 @@ def truncate(
     seed_list = parse_seeds(seeds) if seeds is not None else []
     psis = [p + 0.0 for p in parse_floats(psi, "--psi")]  # + 0.0 turns -0.0 into 0.0 for file names
     run_dir = rundir.resolve_run(run)
+    folder = out_dir(run_dir, out, "truncate")
     loaded = load_generator(run_dir, ckpt)
     G = loaded.G
     check_cutoff(G, trunc_cutoff)
-    out = rundir.stage_dir(run_dir, "truncate")
-    with rundir.stage(run_dir, writes=out) as record:
+    with rundir.stage(run_dir, writes=folder) as record:
         summary: dict = {"outputs": record.outputs, "checkpoint": str(loaded.ckpt), "kimg": loaded.kimg}
         if compute_avg:
             path = truncation.store_w_avg(G, loaded.ckpt, samples or truncation.AVG_SAMPLES)
@@ -78,7 +83,7 @@ def truncate(
             summary["w_avg"] = str(path)
         if seed_list:
             summary.update(truncation.sweep(G, seed_list, psis, trunc_cutoff, noise_mode.value, batch,
-                                            out, record.outputs))
+                                            folder, record.outputs, grid_scale))
             err.print(f"{len(seed_list)} seeds x {len(psis)} psi at {G.resolution}x{G.resolution} from "
                       f"{loaded.ckpt} (kimg {loaded.kimg:.1f}).")
         results(record.outputs, summary if as_json else None)

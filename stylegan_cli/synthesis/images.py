@@ -44,6 +44,33 @@ def image_grid(images: list[np.ndarray], cols: int | None = None, gap: int = 2) 
     return grid
 
 
+# Grids of cells smaller than GRID_CELL_LIMIT px are enlarged to at least GRID_MIN_WIDTH px wide.
+GRID_CELL_LIMIT = 128
+GRID_MIN_WIDTH = 512
+
+
+def grid_scale(cell: int, width: int, scale: int | None = None) -> int:
+    """The integer factor a grid `width` px wide of `cell` px images is enlarged by: `scale` when given
+    (--grid-scale), else the least that makes it GRID_MIN_WIDTH px wide when its cells are smaller than
+    GRID_CELL_LIMIT px, else 1."""
+    if scale is not None:
+        return scale
+    return max(1, math.ceil(GRID_MIN_WIDTH / width)) if cell < GRID_CELL_LIMIT else 1
+
+
+def enlarge(grid: np.ndarray, cell: int, scale: int | None = None) -> np.ndarray:
+    """The one place a picture meant for people (a grid, an animation's frames: (..., H, W, 3)) is enlarged:
+    each pixel repeated `grid_scale(cell, W, scale)` times each way (nearest neighbour), so that grids of
+    small images are big enough to look at; `cell` is the size of the images it shows."""
+    factor = grid_scale(cell, grid.shape[-2], scale)
+    return grid if factor == 1 else grid.repeat(factor, axis=-3).repeat(factor, axis=-2)
+
+
+def scaled_grid(images: list[np.ndarray], cols: int | None = None, scale: int | None = None) -> np.ndarray:
+    """`image_grid` of the images, enlarged by `enlarge` for their size."""
+    return enlarge(image_grid(images, cols=cols), max(images[0].shape[:2]), scale)
+
+
 def png_bytes(img: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="PNG", compress_level=6)

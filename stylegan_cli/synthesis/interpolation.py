@@ -20,7 +20,7 @@ from PIL import Image
 from stylegan_cli.core import rundir
 from stylegan_cli.core.console import err
 from stylegan_cli.model.generator import Generator
-from stylegan_cli.synthesis.images import save_png
+from stylegan_cli.synthesis.images import enlarge, save_png
 from stylegan_cli.synthesis.latents import Latent, z_from_seed
 from stylegan_cli.synthesis.render import to_ws
 
@@ -92,16 +92,18 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int, ffmpeg: str) -> bool:
     return True
 
 
-def save_animation(out: Path, images: np.ndarray, fps: int) -> tuple[list[Path], Path, Path | None]:
+def save_animation(out: Path, images: np.ndarray, fps: int,
+                   grid_scale: int | None = None) -> tuple[list[Path], Path, Path | None]:
     """Writes frameNNNNN.png per image (removing frames an earlier, longer run left), interpolation.gif,
     and interpolation.mp4 where ffmpeg is on PATH (removing an earlier one where it is not written);
-    returns (the frames' paths, the GIF's, the MP4's or None)."""
+    the GIF, the preview people look at, is enlarged by `images.enlarge` (`grid_scale`: --grid-scale) while
+    the frames and the MP4 keep the network's resolution; returns (the frames' paths, the GIF's, the MP4's or None)."""
     paths = [save_png(out / f"frame{i:05d}.png", img) for i, img in enumerate(images)]
     for stale in out.glob("frame*.png"):
         m = _FRAME.fullmatch(stale.name)
         if m and int(m.group(1)) >= len(images):
             stale.unlink()
-    gif = rundir.write_bytes(out / "interpolation.gif", gif_bytes(images, fps))
+    gif = rundir.write_bytes(out / "interpolation.gif", gif_bytes(enlarge(images, images.shape[1], grid_scale), fps))
     ffmpeg = shutil.which("ffmpeg")
     mp4 = out / "interpolation.mp4"
     if ffmpeg is None:

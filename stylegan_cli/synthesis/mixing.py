@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from stylegan_cli.model.generator import Generator
-from stylegan_cli.synthesis.images import image_grid, save_png
+from stylegan_cli.synthesis.images import save_png, scaled_grid
 from stylegan_cli.synthesis.latents import Latent, save_latents
 from stylegan_cli.synthesis.render import noise_seed, synthesize, to_ws
 from stylegan_cli.synthesis.truncation import truncate
@@ -99,9 +99,10 @@ def plan_grid(G: Generator, latents: dict[str, list[Latent]], sources: list[str]
 
 
 def render_grid(G: Generator, grid: MixGrid, psi: float, cutoff: int | None, noise_mode: str,
-                batch: int) -> tuple[np.ndarray, np.ndarray]:
+                batch: int, grid_scale: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(mixes, figure): each mix as an (R, R, 3) image, row-major, and the figure with the column
-    sources along the top, the row sources down the left edge and a blank corner."""
+    sources along the top, the row sources down the left edge and a blank corner, enlarged by
+    `images.enlarge` (`grid_scale`: --grid-scale)."""
     n_rows, n_cols = len(grid.rows), len(grid.cols)
     all_ws = truncate(G, torch.cat([grid.col_ws, grid.row_ws, grid.mixes]), psi, cutoff)
     seeds = [noise_seed(x) for x in grid.cols + grid.rows] + grid.noise_seeds
@@ -110,7 +111,7 @@ def render_grid(G: Generator, grid: MixGrid, psi: float, cutoff: int | None, noi
     cells = [np.full_like(images[0], 255), *col_images]
     for r in range(n_rows):
         cells += [row_images[r], *mixed[r * n_cols : (r + 1) * n_cols]]
-    return mixed, image_grid(cells, cols=n_cols + 1)
+    return mixed, scaled_grid(cells, cols=n_cols + 1, scale=grid_scale)
 
 
 def save_grid(out: Path, grid: MixGrid, mixed: np.ndarray, figure: np.ndarray) -> tuple[list[Path], Path, Path]:

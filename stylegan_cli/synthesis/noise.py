@@ -18,7 +18,7 @@ import torch
 
 from stylegan_cli.core.console import err
 from stylegan_cli.model.generator import Generator
-from stylegan_cli.synthesis.images import image_grid, save_png
+from stylegan_cli.synthesis.images import enlarge, image_grid, save_png
 from stylegan_cli.synthesis.render import noise_resolutions, synthesize
 
 STD_SCALE = 4  # NVIDIA's draw_noise_detail_figure: std (0-255 units) x 4
@@ -62,13 +62,15 @@ def _describe(resolutions: list[int]) -> str:
 
 
 def variation_panels(G: Generator, seed: int, w: torch.Tensor, masks: dict[Layers, list[bool]], by_layers: bool,
-                     n: int, show: int, batch: int, out: Path, outputs: list[str]) -> list[dict]:
+                     n: int, show: int, batch: int, out: Path, outputs: list[str],
+                     grid_scale: int | None = None) -> list[dict]:
     """The panels of one seed's image `w` (num_ws, w_dim), one per mask, written into `out` and appended
     to `outputs` as they are written; returns a JSON summary per panel.
 
     Without `by_layers` (Figure 4, noise everywhere) the panel is seedSSSS-variation.png and its std
     seedSSSS-std.png; with it (Figure 5) seedSSSS-layers-<which>.png and seedSSSS-layers-<which>-std.png,
-    and several panels also make seedSSSS-layers.png, a row per panel."""
+    and several panels also make seedSSSS-layers.png, a row per panel. The panels and that figure are enlarged
+    by `images.enlarge` (`grid_scale`: --grid-scale); the std images keep the network's resolution."""
     rows, summary = [], []
     for p, mask in masks.items():
         images = synthesize(G, w.expand(n, -1, -1), batch, "random", noise_seeds=list(range(n)),
@@ -77,7 +79,7 @@ def variation_panels(G: Generator, seed: int, w: torch.Tensor, masks: dict[Layer
         shown = [*images[:show], std_image(std)]
         rows.append(image_grid(shown, cols=len(shown)))
         stem = f"seed{seed:04d}-" + (f"layers-{p.value}" if by_layers else "variation")
-        figure = save_png(out / f"{stem}.png", rows[-1])
+        figure = save_png(out / f"{stem}.png", enlarge(rows[-1], G.resolution, grid_scale))
         std_path = save_png(out / (f"{stem}-std.png" if by_layers else f"seed{seed:04d}-std.png"), shown[-1])
         outputs.extend([str(figure), str(std_path)])
         used = [r for r, keep in zip(noise_resolutions(G), mask) if keep]
@@ -85,5 +87,6 @@ def variation_panels(G: Generator, seed: int, w: torch.Tensor, masks: dict[Layer
         summary.append({"seed": seed, "layers": p.value, "noise_resolutions": sorted(set(used)),
                         "figure": str(figure), "std": str(std_path), "mean_std": float(std.mean())})
     if len(rows) > 1:
-        outputs.append(str(save_png(out / f"seed{seed:04d}-layers.png", image_grid(rows, cols=1))))
+        outputs.append(str(save_png(out / f"seed{seed:04d}-layers.png", enlarge(image_grid(rows, cols=1), G.resolution,
+                                                                                         grid_scale))))
     return summary

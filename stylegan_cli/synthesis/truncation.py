@@ -19,7 +19,7 @@ from stylegan_cli.core import rundir
 from stylegan_cli.core.console import err, progress
 from stylegan_cli.model.generator import Generator
 from stylegan_cli.synthesis.generator import w_avg_path
-from stylegan_cli.synthesis.images import image_grid, save_png
+from stylegan_cli.synthesis.images import save_png, scaled_grid
 from stylegan_cli.synthesis.latents import save_latents, seed_latent
 from stylegan_cli.synthesis.render import synthesize, to_ws
 
@@ -67,16 +67,17 @@ def cell_name(seed: int, psi: float) -> str:
 
 
 def sweep(G: Generator, seeds: list[int], psis: list[float], cutoff: int | None, noise_mode: str, batch: int,
-          out: Path, outputs: list[str]) -> dict:
+          out: Path, outputs: list[str], grid_scale: int | None = None) -> dict:
     """Renders the seeds x psis grid of StyleGAN Figure 8, row-major; a row's cells share the noise of
-    its seed. Writes grid.png, every cell as `cell_name`, and latents.npz (each seed's z and untruncated
-    w) into `out`, appending each path to `outputs` as it is written; returns the JSON summary."""
+    its seed. Writes grid.png (enlarged by `images.enlarge`; `grid_scale` is --grid-scale), every cell as
+    `cell_name`, and latents.npz (each seed's z and untruncated w) into `out`, appending each path to
+    `outputs` as it is written; returns the JSON summary."""
     latents = [seed_latent(s, G.z_dim) for s in seeds]
     ws = to_ws(G, latents)
     cells = torch.stack([truncate(G, ws, p, cutoff) for p in psis], dim=1).flatten(0, 1)
     images = synthesize(G, cells, batch, noise_mode, noise_seeds=[s for s in seeds for _ in psis],
                         description="truncate")
-    grid = save_png(out / "grid.png", image_grid(list(images), cols=len(psis)))
+    grid = save_png(out / "grid.png", scaled_grid(list(images), cols=len(psis), scale=grid_scale))
     outputs.append(str(grid))
     files = []
     for i, image in enumerate(images):

@@ -3,6 +3,8 @@ stopping on a signal (docs/design.md §6, §10).
 
 Checkpoints are saved at every snapshot, on entering each resolution, at the end, and on
 SIGTERM/SIGINT/SIGUSR1, after which the process exits 128 + the signal's number, ready to resume.
+With tensorboard installed, rank 0 also logs ticks, fakes and metrics to RUN/train/tensorboard/
+(training/tensorboard.py).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from stylegan_cli.model import checkpoint
 from stylegan_cli.synthesis.images import save_png
 from stylegan_cli.training.schedule import batch_size, learning_rate, phase
 from stylegan_cli.training.stream import real_batches
+from stylegan_cli.training.tensorboard import open_writer
 from stylegan_cli.training.trainer import Trainer
 
 
@@ -86,6 +89,7 @@ def train_loop(trainer: Trainer, record: rundir.StageRecord) -> list[Path]:
             err.print(f"saved {path} ({reason})")
         last_saved["nimg"] = trainer.nimg
 
+    board = open_writer(run_dir, env.main)
     try:
         loader_res, reals, tick, ticks = None, None, _Tick(trainer.nimg), 0
         next_snap = (trainer.nimg // snap_images + 1) * snap_images
@@ -114,20 +118,25 @@ def train_loop(trainer: Trainer, record: rundir.StageRecord) -> list[Path]:
                 if env.main:
                     rundir.append_jsonl(rundir.train_dir(run_dir) / "log.jsonl", line)
                     _show(line)
+                    board.tick(line, trainer.nimg)
                     if ticks % cfg.image_ticks == 0 or trainer.nimg >= total:
-                        path = save_png(rundir.train_dir(run_dir) / f"fakes-{trainer.nimg // 1000:07d}.png",
-                                        trainer.fakes_grid(res, alpha))
+                        grid = trainer.fakes_grid(res, alpha)
+                        path = save_png(rundir.train_dir(run_dir) / f"fakes-{trainer.nimg // 1000:07d}.png", grid)
                         record.outputs.append(str(path))
+                        board.fakes(grid, trainer.nimg)
+                    board.flush()
                 tick = _Tick(trainer.nimg)
             if trainer.nimg >= next_snap:
                 save("snapshot")
                 next_snap += snap_images
             if cfg.metrics and (trainer.nimg >= next_metrics or trainer.nimg >= total) and not stopping:
                 save("metrics")
-                evaluate(trainer, res, alpha, checkpoint.latest(run_dir))
+                board.metrics(evaluate(trainer, res, alpha, checkpoint.latest(run_dir)), trainer.nimg)
+                board.flush()
                 next_metrics = (trainer.nimg // metrics_images + 1) * metrics_images
         save(f"stopped by {signal.Signals(stopping).name}" if stopping else "final")
     finally:
+        board.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
     if stopping:
@@ -136,11 +145,12 @@ def train_loop(trainer: Trainer, record: rundir.StageRecord) -> list[Path]:
     return saved
 
 
-def evaluate(trainer: Trainer, res: int, alpha: float, ckpt: Path | None) -> None:
+def evaluate(trainer: Trainer, res: int, alpha: float, ckpt: Path | None) -> list[metrics_lib.Result]:
     """`--metrics` during training: rank 0 evaluates the moving-average generator of the checkpoint
     just saved and appends to RUN/metrics.jsonl, while the other ranks wait. The training's random
-    state is left untouched, so a resumed run continues exactly."""
+    state is left untouched, so a resumed run continues exactly. Returns rank 0's results (none elsewhere)."""
     cfg, env = trainer.cfg, trainer.env
+    found: list[metrics_lib.Result] = []
     if env.main:
         with torch.random.fork_rng(devices=[env.device] if env.device.type == "cuda" else []):
             evaluator = metrics_lib.for_checkpoint(trainer.G_ema, res, alpha, trainer.dataset, batch=32, seed=0,
@@ -152,3 +162,4 @@ def evaluate(trainer: Trainer, res: int, alpha: float, ckpt: Path | None) -> Non
         err.print("metrics: " + "  ".join(f"{r.metric} {r.value:.4g}" for r in found))
     if env.world > 1:
         dist.barrier()
+    return found

@@ -21,9 +21,10 @@ def test_prep_train_sample_mix_truncate_in_one_run_directory(tmp_path):
     for args in steps:
         result = sgan(*args, env={"SGAN_RUN": str(run)})
         assert result.returncode == 0, (args, result.stderr)
-    assert Image.open(run / "samples" / "grid.png").size == (4 * 32 + 3 * 2, 2 * 32 + 2)
-    assert Image.open(run / "mix" / "grid.png").size == (4 * 32 + 3 * 2, 3 * 32 + 2 * 2)
-    assert Image.open(run / "truncate" / "grid.png").size == (3 * 32 + 2 * 2, 2 * 32 + 2)
+    # Grids of 32 px images are enlarged by the smallest whole factor that makes them 512 px wide or more.
+    assert Image.open(run / "samples" / "grid.png").size == (4 * (4 * 32 + 3 * 2), 4 * (2 * 32 + 2))
+    assert Image.open(run / "mix" / "grid.png").size == (4 * (4 * 32 + 3 * 2), 4 * (3 * 32 + 2 * 2))
+    assert Image.open(run / "truncate" / "grid.png").size == (6 * (3 * 32 + 2 * 2), 6 * (2 * 32 + 2))
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     assert [h["command"][1] for h in history] == ["prep", "train", "sample", "mix", "truncate"]
     assert all(h["exit_status"] == 0 for h in history)

@@ -57,7 +57,8 @@ def test_each_layer_receives_the_styles_of_its_groups_latent(G):
 
 def test_grid_cells_and_latents_follow_the_lists(trained, ckpt, tmp_path):
     # --batch 1 in both stages: batched convolutions may differ from single ones in the last bit
-    result = sgan("mix", "-r", tmp_path, "--ckpt", ckpt, "--coarse", "1,2,3", "--middle", "4-7", "--batch", 1)
+    result = sgan("mix", "-r", tmp_path, "--ckpt", ckpt, "--coarse", "1,2,3", "--middle", "4-7", "--batch", 1,
+                  "--grid-scale", 1)
     assert result.returncode == 0, result.stderr
     out = tmp_path / "mix"
     cells = [f"seed000{r}-seed000{c}.png" for r in (1, 2, 3) for c in (4, 5, 6, 7)]

@@ -27,7 +27,7 @@ def ckpt(trained):
 
 
 def test_realisations_and_their_std_the_same_bytes_every_time(ckpt, tmp_path):
-    args = ["--ckpt", ckpt, "--seed", "7,8", "--n", 12, "--show", 3]
+    args = ["--ckpt", ckpt, "--seed", "7,8", "--n", 12, "--show", 3, "--grid-scale", 1]
     result = sgan("noise", "-r", tmp_path / "a", *args)
     assert result.returncode == 0, result.stderr
     out = tmp_path / "a" / "noise"
@@ -54,7 +54,7 @@ def test_realisations_and_their_std_the_same_bytes_every_time(ckpt, tmp_path):
 
 def test_noise_in_some_layers_only(ckpt, tmp_path):
     result = sgan("noise", "-r", tmp_path, "--ckpt", ckpt, "--seed", "3", "--n", 8, "--fine-from", 16,
-                  "--layers", "all,none", "--layers", "fine,coarse")
+                  "--layers", "all,none", "--layers", "fine,coarse", "--grid-scale", 1)
     assert result.returncode == 0, result.stderr
     out = tmp_path / "noise"
     panels = ["all", "none", "fine", "coarse"]
@@ -76,7 +76,8 @@ def test_noise_in_some_layers_only(ckpt, tmp_path):
 
 
 def test_a_single_realisation_and_a_split_with_no_fine_layers(ckpt, tmp_path):
-    result = sgan("noise", "-r", tmp_path, "--ckpt", ckpt, "--seed", "1", "--n", 1, "--layers", "fine")
+    result = sgan("noise", "-r", tmp_path, "--ckpt", ckpt, "--seed", "1", "--n", 1, "--layers", "fine",
+                  "--grid-scale", 1)
     assert result.returncode == 0, result.stderr
     assert "no fine noise inputs" in result.stderr  # --fine-from 64 on a 16x16 generator
     figure = pixels(tmp_path / "noise" / "seed0001-layers-fine.png")

@@ -20,7 +20,8 @@ def pixels(path) -> np.ndarray:
 
 
 def test_one_png_per_seed_a_grid_and_the_latents(trained, tmp_path):
-    result = sgan("sample", "-r", trained, "--seeds", "0-2,7", "--grid", "2x2", "--save-latents", "--batch", 3)
+    result = sgan("sample", "-r", trained, "--seeds", "0-2,7", "--grid", "2x2", "--save-latents", "--batch", 3,
+                  "--grid-scale", 1)
     assert result.returncode == 0, result.stderr
     out = trained / "samples"
     names = ["seed0000.png", "seed0001.png", "seed0002.png", "seed0007.png", "grid.png", "latents.npz"]

@@ -34,7 +34,8 @@ def ckpt(trained, tmp_path):
 
 def test_a_row_per_seed_a_column_per_psi(ckpt, tmp_path):
     run = tmp_path / "run"
-    result = sgan("truncate", "-r", run, "--ckpt", ckpt, "--seeds", "1-3", "--psi", "-0.5,0,0.7,1", "--batch", 5)
+    result = sgan("truncate", "-r", run, "--ckpt", ckpt, "--seeds", "1-3", "--psi", "-0.5,0,0.7,1", "--batch", 5,
+                  "--grid-scale", 1)
     assert result.returncode == 0, result.stderr
     out = run / "truncate"
     cells = [f"seed{s:04d}-psi{p}.png" for s in (1, 2, 3) for p in ("-0.50", "0.00", "0.70", "1.00")]
