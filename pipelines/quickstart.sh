@@ -23,5 +23,7 @@ sgan sample -r "$run" --seeds 0-15 --grid 8x2 --trunc 0.7 --save-latents
 sgan mix -r "$run" --coarse 1,2,3 --middle 4,5,6,7
 # 5. A metric: FID of 100 generated images against the dataset (the papers use fid50k).
 sgan metrics -r "$run" fid100
-echo "Done: see $run/data/grid.png, $run/train/fakes-*.png, $run/samples/grid.png and $run/mix/grid.png;" \
-    "$run/metrics.jsonl holds the FID and $run/history.jsonl lists every stage." >&2
+# 6. All of it on one page: curves, metrics, grids.
+sgan report -r "$run"
+echo "Done: open $run/report.html, or see $run/data/grid.png, $run/train/fakes-*.png, $run/samples/grid.png" \
+    "and $run/mix/grid.png; $run/metrics.jsonl holds the FID and $run/history.jsonl lists every stage." >&2
