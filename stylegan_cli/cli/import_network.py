@@ -42,6 +42,6 @@ def import_network(
         for note in converted.notes:
             err.print(note)
         results([path], {"checkpoint": str(path), "format": converted.format, **net,
-                         "parameters": convert.parameter_counts(converted),
+                         "parameters": converted.parameters,
                          "taken": ["G", "G_ema", "w_avg", "const noise"] + (["D"] if converted.D is not None else []),
                          "notes": converted.notes} if as_json else None)

@@ -78,11 +78,3 @@ def write_checkpoint(run_dir: Path, converted: Converted, source: Path, digest: 
     }
     return checkpoint.save(run_dir, state, kimg=0)
 
-
-def parameter_counts(converted: Converted) -> dict[str, int]:
-    """Parameters of G and D as sgan counts them (learned tensors only, not buffers)."""
-    G = checkpoint.build_generator(converted.network)
-    counts = {"G": sum(p.numel() for p in G.parameters())}
-    if converted.D is not None:
-        counts["D"] = sum(p.numel() for p in checkpoint.build_discriminator(converted.network).parameters())
-    return counts

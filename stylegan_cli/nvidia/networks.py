@@ -32,6 +32,7 @@ class Converted:
     G: dict[str, torch.Tensor]
     G_ema: dict[str, torch.Tensor]
     D: dict[str, torch.Tensor] | None
+    parameters: dict[str, int]  # learned parameters of G (and D) as sgan counts them, from `checked`
     notes: list[str] = field(default_factory=list)  # what was left out, and why
 
 
@@ -80,9 +81,11 @@ def resolutions(resolution: int) -> list[int]:
     return [2**i for i in range(2, resolution_log2(resolution) + 1)]
 
 
-def checked(network: dict, states: dict[str, dict | None], what: str) -> None:
+def checked(network: dict, states: dict[str, dict | None], what: str) -> dict[str, int]:
     """Loads each state dictionary into the network `network` builds (strictly), so that every tensor
-    has its place and shape; NotRepresentable naming the first mismatch otherwise."""
+    has its place and shape; NotRepresentable naming the first mismatch otherwise. Returns the learned
+    parameter counts of the networks so built (G's for G and G_ema alike)."""
+    counts = {}
     for name, state in states.items():
         if state is None:
             continue
@@ -93,3 +96,5 @@ def checked(network: dict, states: dict[str, dict | None], what: str) -> None:
             first = str(e).split("\n\t")[1] if "\n\t" in str(e) else str(e)
             raise NotRepresentable(f"{what}: its {name} does not fit sgan's {network['arch']} network "
                                    f"({' '.join(first.split())[:300]}).") from None
+        counts["D" if name == "D" else "G"] = sum(p.numel() for p in net.parameters())
+    return counts

@@ -49,11 +49,13 @@ class _Vars:
 def convert(nets: tuple, what: str) -> Converted:
     """(G, D, Gs) of any of the TF formats, told apart by their variables."""
     G, D, Gs = nets
-    shapes = {name: value.shape for name, value in Gs.params().items()}
+    params = Gs.params()  # references only: the arrays stay with Gs until a converter takes them
+    shapes = {name: value.shape for name, value in params.items()}
+    lod = float(np.asarray(params.get("lod", params.get("synthesis/lod", 0.0))))
+    del params
     label_size = Gs.static_kwargs.get("label_size", 0) or 0
     if label_size or any("LabelConcat" in k or "LabelEmbed" in k for k in shapes):
         raise NotRepresentable(f"{what} is a conditional network (labels); sgan's networks take no labels.")
-    lod = float(np.asarray(Gs.params().get("lod", Gs.params().get("synthesis/lod", 0.0))))
     if lod != 0:
         raise NotRepresentable(f"{what} was saved while growing (lod {lod:g}); sgan imports finished networks.")
     if Gs.version == 2:
@@ -138,8 +140,8 @@ def _pggan(G: TFNetwork, D: TFNetwork, Gs: TFNetwork, shapes: dict, what: str) -
     else:
         d_state = _pg_discriminator(_Vars(D, what), resolution, "4x4/Dense1")
     G_state, G_ema = generator(G), generator(Gs)
-    checked(network, {"G": G_state, "G_ema": G_ema, "D": d_state}, what)
-    return Converted(PGGAN, network, G_state, G_ema, d_state, notes)
+    parameters = checked(network, {"G": G_state, "G_ema": G_ema, "D": d_state}, what)
+    return Converted(PGGAN, network, G_state, G_ema, d_state, parameters, notes)
 
 
 def _to_rgb(state: dict, v: _Vars, k: int, name: str) -> None:
@@ -214,8 +216,8 @@ def _stylegan(G: TFNetwork, D: TFNetwork, Gs: TFNetwork, shapes: dict, what: str
     network = {"arch": "stylegan", "resolution": resolution, "fmap_base": fmap_base, "fmap_max": fmap_max,
                "g_arch": "orig", "d_arch": "orig", **shape}
     d_state = _pg_discriminator(_Vars(D, what), resolution, "4x4/Dense1")
-    checked(network, {"G": G_state, "G_ema": G_ema, "D": d_state}, what)
-    return Converted(STYLEGAN, network, G_state, G_ema, d_state)
+    parameters = checked(network, {"G": G_state, "G_ema": G_ema, "D": d_state}, what)
+    return Converted(STYLEGAN, network, G_state, G_ema, d_state, parameters)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -269,8 +271,8 @@ def _stylegan2(G: TFNetwork, D: TFNetwork, Gs: TFNetwork, shapes: dict, what: st
         d_state = _sg2_discriminator(_Vars(D, what), levels, d_arch)
     network = {"arch": "stylegan2", "resolution": resolution, "fmap_base": fmap_base, "fmap_max": fmap_max,
                "g_arch": g_arch, "d_arch": d_arch, **shape}
-    checked(network, {"G": G_state, "G_ema": G_ema, "D": d_state}, what)
-    return Converted(STYLEGAN2, network, G_state, G_ema, d_state, notes)
+    parameters = checked(network, {"G": G_state, "G_ema": G_ema, "D": d_state}, what)
+    return Converted(STYLEGAN2, network, G_state, G_ema, d_state, parameters, notes)
 
 
 def _modulation(state: dict, v: _Vars, p: str, s: str) -> None:

@@ -29,7 +29,10 @@ def convert(data: dict, what: str) -> Converted:
         raise NotRepresentable(f"{what} is a dict without a G_ema network, so not a StyleGAN2-ADA or StyleGAN3 pickle.")
     G = data.get("G") if isinstance(data.get("G"), PersistentObject) else None
     D = data.get("D") if isinstance(data.get("D"), PersistentObject) else None
-    ema = {name: t.shape for name, t in G_ema.tensors().items()}  # the layout, before the tensors are taken
+    tensors = G_ema.tensors()
+    ema = {name: t.shape for name, t in tensors.items()}  # the layout, before the tensors are taken
+    filters = [t for name, t in tensors.items() if name.endswith("resample_filter")]
+    del tensors
     if any(re.match(r"synthesis\.(input|L\d+_)", k) for k in ema):
         raise NotRepresentable(f"{what} is a StyleGAN3 (alias-free, -t/-r) generator; sgan implements the StyleGAN, "
                                f"StyleGAN2 and Progressive GAN networks only.")
@@ -44,8 +47,7 @@ def convert(data: dict, what: str) -> Converted:
     if not blocks:
         raise NotRepresentable(f"{what} holds a generator of a layout sgan does not know.")
     resolution = blocks[-1]
-    if any(k.endswith("resample_filter") and not torch.allclose(v.float(), fir_filter())
-           for k, v in G_ema.tensors().items()):
+    if any(not torch.allclose(f.float(), fir_filter()) for f in filters):
         raise NotRepresentable(f"{what} resamples with a filter other than [1,3,3,1], the one sgan implements.")
     if all(f"synthesis.b{r}.torgb.weight" in ema for r in blocks):
         g_arch = "skip"
@@ -83,8 +85,8 @@ def convert(data: dict, what: str) -> Converted:
         notes.append("G is the moving average too: the file has no separate training G.")
     else:
         G_state = _generator(G.take_tensors(), resolution, g_arch, n)
-    checked(network, {"G": G_state, "G_ema": G_ema_state, "D": d_state}, what)
-    return Converted(FORMAT, network, G_state, G_ema_state, d_state, notes)
+    parameters = checked(network, {"G": G_state, "G_ema": G_ema_state, "D": d_state}, what)
+    return Converted(FORMAT, network, G_state, G_ema_state, d_state, parameters, notes)
 
 
 def _mapping_lr_mul(G: PersistentObject) -> float:
