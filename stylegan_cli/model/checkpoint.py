@@ -24,11 +24,11 @@ from stylegan_cli.model.discriminator import Discriminator
 from stylegan_cli.model.generator import Generator
 
 FORMAT = "sgan-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: StyleGAN2 layers store their biases as NVIDIA's do (`_upgrade` reads version 1)
 # The config fields that shape the networks, with the value a checkpoint written before a field existed means.
 NETWORK_DEFAULTS = {"g_arch": "orig", "d_arch": "orig", "z_dim": 512, "w_dim": 512, "mapping_layers": 8,
                     "mapping_width": 512}
-NETWORK_KEYS = ("arch", "resolution", "fmap_base", "fmap_max", *NETWORK_DEFAULTS)
+NETWORK_KEYS = ("arch", "resolution", "fmap_base", "fmap_max", *NETWORK_DEFAULTS, "layer_noise")
 _NAME = re.compile(r"ckpt-(\d{7})\.pt$")
 
 
@@ -38,8 +38,12 @@ def header() -> dict:
 
 
 def network_config(config: dict) -> dict:
-    """The NETWORK_KEYS of a stored (or new) training configuration, defaults filled in for old files."""
-    return {k: config.get(k, NETWORK_DEFAULTS.get(k)) for k in NETWORK_KEYS}
+    """The NETWORK_KEYS of a stored (or new) training configuration, defaults filled in for old files (which
+    had one noise strength per layer in the skip and resnet generators only)."""
+    net = {k: config.get(k, NETWORK_DEFAULTS.get(k)) for k in NETWORK_KEYS}
+    if net["layer_noise"] is None:
+        net["layer_noise"] = net["g_arch"] != "orig"
+    return net
 
 
 def build_generator(config: dict) -> Generator:
@@ -47,7 +51,8 @@ def build_generator(config: dict) -> Generator:
     net = network_config(config)
     return Generator(net["arch"], net["resolution"], z_dim=net["z_dim"], w_dim=net["w_dim"],
                      mapping_layers=net["mapping_layers"], mapping_width=net["mapping_width"],
-                     fmap_base=net["fmap_base"], fmap_max=net["fmap_max"], g_arch=net["g_arch"])
+                     fmap_base=net["fmap_base"], fmap_max=net["fmap_max"], g_arch=net["g_arch"],
+                     layer_noise=net["layer_noise"])
 
 
 def build_discriminator(config: dict) -> Discriminator:
@@ -178,4 +183,22 @@ def load_training_state(path: Path, device: torch.device | str = "cpu") -> dict:
     state = load(path, device)
     if not isinstance(state, dict) or state.get("format") != FORMAT or "G_ema" not in state:
         raise SganError(f"{path} is not an sgan training checkpoint.")
+    return _upgrade(state)
+
+
+def _upgrade(state: dict) -> dict:
+    """A version 1 state in version 2's terms: version 1 stored the bias of each layer whose gain follows its
+    bias (StyleGAN2's, model/layers.py `gain_after_bias`) multiplied by that gain; version 2 stores it as
+    NVIDIA's networks do, and the layer multiplies it by the gain."""
+    if state.get("version", 1) >= 2:
+        return state
+    builders = {"G": build_generator, "G_ema": build_generator, "D": build_discriminator}
+    for key, build in builders.items():
+        if key not in state:
+            continue
+        for name, module in build(state["config"]).named_modules():
+            gain = getattr(module, "bias_gain", 1.0)
+            if gain != 1.0 and module.bias is not None:
+                state[key][f"{name}.bias"] = state[key][f"{name}.bias"] / gain
+    state["version"] = VERSION
     return state

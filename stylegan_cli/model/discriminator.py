@@ -31,11 +31,12 @@ from stylegan_cli.model.resample import downsample2d, fir_filter, upfirdn2d
 D_ARCHS = ("orig", "skip", "resnet")
 
 class FromRGB(nn.Module):
-    """1x1 conv from RGB to features, leaky ReLU 0.2 (PG Table 2)."""
+    """1x1 conv from RGB to features, leaky ReLU 0.2 (PG Table 2); `gain_after_bias` for StyleGAN2's (see
+    EqualizedLinear)."""
 
-    def __init__(self, out_channels: int):
+    def __init__(self, out_channels: int, gain_after_bias: bool = False):
         super().__init__()
-        self.conv = EqualizedConv2d(3, out_channels, 1, gain=SQRT2)
+        self.conv = EqualizedConv2d(3, out_channels, 1, gain=SQRT2, gain_after_bias=gain_after_bias)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu(self.conv(img), LRELU_SLOPE)
@@ -57,20 +58,21 @@ class DiscriminatorBlock(nn.Module):
         if self.blur is not None:
             x = self.blur(x)
         x = F.avg_pool2d(F.conv2d(x, self.conv1.weight * self.conv1.weight_gain, padding=1), 2)
-        return F.leaky_relu(x + self.conv1.bias.to(x.dtype).view(1, -1, 1, 1), LRELU_SLOPE)
+        return F.leaky_relu(x + self.conv1.scaled_bias().to(x.dtype).view(1, -1, 1, 1), LRELU_SLOPE)
 
 
 class ResidualBlock(nn.Module):
     """One resolution of StyleGAN2's skip or residual discriminator (SG2 Fig. 7b-c), as NVIDIA's code builds
     it: 3x3 conv, then a 3x3 conv to the next resolution's width that downsamples (the [1,3,3,1] filter,
     then stride 2), leaky ReLU 0.2 after each, activations clamped in reduced precision; for resnet, plus
-    a 1x1 downsampled residual path, both paths scaled by 1/sqrt(2)."""
+    a 1x1 downsampled residual path, both paths scaled by 1/sqrt(2). Gains follow the biases, as in
+    StyleGAN2's layers (`gain_after_bias`)."""
 
     def __init__(self, in_channels: int, out_channels: int, residual: bool):
         super().__init__()
         gain = SQRT_HALF if residual else 1.0
-        self.conv0 = EqualizedConv2d(in_channels, in_channels, 3, gain=SQRT2)
-        self.conv1 = EqualizedConv2d(in_channels, out_channels, 3, gain=SQRT2 * gain)
+        self.conv0 = EqualizedConv2d(in_channels, in_channels, 3, gain=SQRT2, gain_after_bias=True)
+        self.conv1 = EqualizedConv2d(in_channels, out_channels, 3, gain=SQRT2 * gain, gain_after_bias=True)
         self.skip = FIRConv1x1(in_channels, out_channels, up=False) if residual else None
         self.register_buffer("fir", fir_filter(), persistent=False)
         self.clamps = (CONV_CLAMP, CONV_CLAMP * gain)
@@ -79,7 +81,7 @@ class ResidualBlock(nn.Module):
         residual = None if self.skip is None else self.skip(x)
         x = clamp_reduced(F.leaky_relu(self.conv0(x), LRELU_SLOPE), self.clamps[0])
         x = F.conv2d(upfirdn2d(x, self.fir, padding=(2, 2, 2, 2)), self.conv1.weight * self.conv1.weight_gain,
-                     self.conv1.bias, stride=2)
+                     self.conv1.scaled_bias(), stride=2)
         x = clamp_reduced(F.leaky_relu(x, LRELU_SLOPE), self.clamps[1])
         return x if residual is None else residual + x
 
@@ -87,9 +89,10 @@ class ResidualBlock(nn.Module):
 class MinibatchStd(nn.Module):
     """Minibatch standard deviation (PG §3): the std of every feature at every pixel over a group of samples,
     averaged into one value per group (per slice of channels when `num_features` > 1), appended as constant
-    feature maps. The group size is the largest divisor of N not above `group_size` (PG: 4); groups are
-    runs of consecutive samples (n // group size), so a batch split across processes in contiguous
-    shares forms the same groups as on one process. Computed in fp32."""
+    feature maps. The group size G is the largest divisor of N not above `group_size` (PG: 4). Groups are
+    strided, as in NVIDIA's code: sample n is in group n mod (N / G), with samples N / G apart; the trainer
+    splits a batch across processes by the same stride (sample n on process n mod world), so each process
+    forms the groups one process would. Computed in fp32."""
 
     def __init__(self, group_size: int = 4, num_features: int = 1):
         super().__init__()
@@ -99,21 +102,23 @@ class MinibatchStd(nn.Module):
         N, C, H, W = x.shape
         G = max(g for g in range(1, min(self.group_size, N) + 1) if N % g == 0)
         F_ = self.num_features
-        y = x.float().reshape(N // G, G, F_, C // F_, H, W)
-        y = (y.var(dim=1, unbiased=False) + 1e-8).sqrt().mean(dim=(2, 3, 4))  # (N/G, F)
-        y = y.view(N // G, 1, F_, 1, 1).expand(-1, G, -1, H, W).reshape(N, F_, H, W)
+        y = x.float().reshape(G, N // G, F_, C // F_, H, W)
+        y = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(2, 3, 4))  # (N/G, F)
+        y = y.view(1, N // G, F_, 1, 1).expand(G, -1, -1, H, W).reshape(N, F_, H, W)
         return torch.cat([x, y.to(x.dtype)], dim=1)
 
 
 class DiscriminatorEpilogue(nn.Module):
     """The 4x4 end of PG's discriminator (Table 2): minibatch std, 3x3 conv, the 4x4 'conv' to a 1x1 output
-    (a dense layer on the flattened 4x4 maps), leaky ReLU after both, then a linear dense layer to 1."""
+    (a dense layer on the flattened 4x4 maps), leaky ReLU after both, then a linear dense layer to 1;
+    `gain_after_bias` for StyleGAN2's."""
 
-    def __init__(self, channels: int, mbstd_group_size: int, mbstd_num_features: int):
+    def __init__(self, channels: int, mbstd_group_size: int, mbstd_num_features: int, gain_after_bias: bool = False):
         super().__init__()
         self.mbstd = MinibatchStd(mbstd_group_size, mbstd_num_features)
-        self.conv = EqualizedConv2d(channels + mbstd_num_features, channels, 3, gain=SQRT2)
-        self.fc = EqualizedLinear(channels * 16, channels, gain=SQRT2)
+        self.conv = EqualizedConv2d(channels + mbstd_num_features, channels, 3, gain=SQRT2,
+                                    gain_after_bias=gain_after_bias)
+        self.fc = EqualizedLinear(channels * 16, channels, gain=SQRT2, gain_after_bias=gain_after_bias)
         self.out = EqualizedLinear(channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -141,11 +146,13 @@ class Discriminator(nn.Module):
         log2 = resolution_log2(resolution)
         fmaps = [feature_maps(2**i, fmap_base, fmap_max) for i in range(2, log2 + 1)]
         self.resolution, self.d_arch = resolution, d_arch
-        self.from_rgb = nn.ModuleList(FromRGB(c) for c in (fmaps[-1:] if d_arch == "resnet" else fmaps))
+        stylegan2 = d_arch != "orig"
+        self.from_rgb = nn.ModuleList(FromRGB(c, gain_after_bias=stylegan2)
+                                      for c in (fmaps[-1:] if d_arch == "resnet" else fmaps))
         self.blocks = nn.ModuleList(
             DiscriminatorBlock(fmaps[i], fmaps[i - 1], blur) if d_arch == "orig" else
             ResidualBlock(fmaps[i], fmaps[i - 1], residual=d_arch == "resnet") for i in range(1, len(fmaps)))
-        self.epilogue = DiscriminatorEpilogue(fmaps[0], mbstd_group_size, mbstd_num_features)
+        self.epilogue = DiscriminatorEpilogue(fmaps[0], mbstd_group_size, mbstd_num_features, gain_after_bias=stylegan2)
         if d_arch == "skip":
             self.register_buffer("fir", fir_filter(), persistent=False)
 

@@ -53,13 +53,16 @@ NOISE_MODES = ("random", "const", "none")
 class MappingNetwork(nn.Module):
     """The mapping network f: Z -> W (SG §2): pixel-normalised z through `num_layers` dense layers with
     leaky ReLU 0.2, `width` wide but the last (w_dim), their learning rate multiplied by `lr_mul` (SG App. C:
-    8 layers, 512 wide, 0.01)."""
+    8 layers, 512 wide, 0.01). StyleGAN2's applies each layer's gain after its bias (`gain_after_bias`,
+    see EqualizedLinear)."""
 
-    def __init__(self, z_dim: int, w_dim: int, num_layers: int, lr_mul: float, width: int):
+    def __init__(self, z_dim: int, w_dim: int, num_layers: int, lr_mul: float, width: int,
+                 gain_after_bias: bool = False):
         super().__init__()
         dims = [z_dim] + [width] * (num_layers - 1) + [w_dim]
         self.norm = PixelNorm()
-        self.layers = nn.ModuleList(EqualizedLinear(i, o, gain=SQRT2, lr_mul=lr_mul) for i, o in zip(dims, dims[1:]))
+        self.layers = nn.ModuleList(EqualizedLinear(i, o, gain=SQRT2, lr_mul=lr_mul, gain_after_bias=gain_after_bias)
+                                    for i, o in zip(dims, dims[1:]))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.norm(z)
@@ -80,7 +83,7 @@ class SynthesisBlock(nn.Module):
     - pggan: every layer ignores the styles but the input layer, which reads ws[:, 0]."""
 
     def __init__(self, arch: str, in_channels: int, out_channels: int, w_dim: int, resolution: int,
-                 generator: torch.Generator, g_arch: str = "orig", last: bool = False):
+                 generator: torch.Generator, g_arch: str = "orig", last: bool = False, layer_noise: bool = False):
         super().__init__()
         self.resolution = resolution
         k = resolution_log2(resolution) - 2
@@ -91,14 +94,15 @@ class SynthesisBlock(nn.Module):
         self.skip = FIRConv1x1(in_channels, C, up=True) if residual else None
         if arch == "stylegan":
             self.layers = nn.ModuleList([
-                StyleConvLayer(in_channels, C, w_dim, resolution, generator, up=not first, conv=not first),
-                StyleConvLayer(C, C, w_dim, resolution, generator)])
+                StyleConvLayer(in_channels, C, w_dim, resolution, generator, up=not first, conv=not first,
+                               layer_noise=layer_noise),
+                StyleConvLayer(C, C, w_dim, resolution, generator, layer_noise=layer_noise)])
             self.w_index, self.rgb_w_index = [2 * k, 2 * k + 1], 0
         elif arch == "stylegan2":
             self.layers = nn.ModuleList(
                 ([] if first else [ModulatedConvLayer(in_channels, C, w_dim, resolution, generator, up=True,
-                                                      config_f=config_f)])
-                + [ModulatedConvLayer(C, C, w_dim, resolution, generator, config_f=config_f,
+                                                      config_f=config_f, layer_noise=layer_noise)])
+                + [ModulatedConvLayer(C, C, w_dim, resolution, generator, config_f=config_f, layer_noise=layer_noise,
                                       gain=SQRT_HALF if residual else 1.0)])
             self.w_index, self.rgb_w_index = [0] if first else [2 * k - 1, 2 * k], 2 * k + 1
         else:
@@ -126,11 +130,13 @@ class Generator(nn.Module):
     """The generator of each arch: `mapping` (z -> w), then `synthesis` (ws -> image), growable
     (PG §2) from `start_resolution` (SG App. C: 8 for the style-based archs; PG: 4) to `resolution`.
     pggan has no W space: its "mapping" only pixel-normalises z and w_dim must equal z_dim. stylegan2
-    takes the synthesis networks of SG2 Fig. 7 (`g_arch`); config F is "skip"."""
+    takes the synthesis networks of SG2 Fig. 7 (`g_arch`); config F is "skip". `layer_noise`: one noise
+    strength per layer, as StyleGAN2's networks have it, rather than one per channel (SG App. C); None:
+    StyleGAN2's for stylegan2."""
 
     def __init__(self, arch: str, resolution: int, z_dim: int = 512, w_dim: int = 512, mapping_layers: int = 8,
                  mapping_width: int = 512, fmap_base: int = 8192, fmap_max: int = 512, mapping_lr_mul: float = 0.01,
-                 w_avg_beta: float = 0.995, g_arch: str = "orig"):
+                 w_avg_beta: float = 0.995, g_arch: str = "orig", layer_noise: bool | None = None):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"arch must be one of {', '.join(ARCHS)}, not {arch!r}")
@@ -145,13 +151,15 @@ class Generator(nn.Module):
         self.num_ws = 1 if arch == "pggan" else 2 * log2 - 2
         self.w_avg_beta = w_avg_beta
         self.mapping_network = PixelNorm() if arch == "pggan" else \
-            MappingNetwork(z_dim, w_dim, mapping_layers, mapping_lr_mul, mapping_width)
+            MappingNetwork(z_dim, w_dim, mapping_layers, mapping_lr_mul, mapping_width,
+                           gain_after_bias=arch == "stylegan2")
+        layer_noise = arch == "stylegan2" if layer_noise is None else layer_noise
         self.register_buffer("w_avg", torch.zeros(w_dim))
         noise_generator = torch.Generator().manual_seed(0)  # the 'const' noise images, the same in every G
         fmaps = [feature_maps(2**i, fmap_base, fmap_max) for i in range(2, log2 + 1)]
         self.blocks = nn.ModuleList(
             SynthesisBlock(arch, fmaps[max(i - 1, 0)], fmaps[i], w_dim, 2 ** (i + 2), noise_generator, g_arch,
-                           last=i == len(fmaps) - 1)
+                           last=i == len(fmaps) - 1, layer_noise=layer_noise)
             for i in range(len(fmaps)))
         if g_arch == "skip":  # the RGB outputs are upsampled with StyleGAN2's filter before they are summed
             self.register_buffer("fir", fir_filter(), persistent=False)

@@ -44,34 +44,48 @@ def resolution_log2(res: int) -> int:
 class EqualizedLinear(nn.Module):
     """Dense layer with the equalized learning rate (PG §4.1): weights stored N(0, 1)/lr_mul and scaled at
     run time by lr_mul * gain / sqrt(fan_in), the bias by lr_mul. With Adam, lr_mul scales the layer's
-    effective learning rate (SG App. C: 0.01 for the mapping network)."""
+    effective learning rate (SG App. C: 0.01 for the mapping network).
+
+    `gain_after_bias`: StyleGAN2's layers apply their gain after the bias and the activation,
+    act(W x + b) * gain, where PG's and SG's fold it into the weights, act(gain W x + b). Leaky ReLU
+    commutes with a positive scale, so the first is act(gain W x + gain b): the bias is scaled by the gain
+    too (see `scaled_bias`). The stored bias is then the one NVIDIA's StyleGAN2 networks store, and Adam
+    moves it by the same steps as theirs."""
 
     def __init__(self, in_features: int, out_features: int, gain: float = 1.0, lr_mul: float = 1.0,
-                 bias: bool = True, bias_init: float | torch.Tensor = 0.0):
+                 bias: bool = True, bias_init: float | torch.Tensor = 0.0, gain_after_bias: bool = False):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
         self.bias = nn.Parameter(torch.zeros(out_features).add_(bias_init) / lr_mul) if bias else None
         self.weight_gain = lr_mul * gain / math.sqrt(in_features)
-        self.lr_mul = lr_mul
+        self.lr_mul, self.bias_gain = lr_mul, gain if gain_after_bias else 1.0
+        self.bias_mul = lr_mul * self.bias_gain
+
+    def scaled_bias(self) -> torch.Tensor | None:
+        return None if self.bias is None else self.bias * self.bias_mul
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bias = None if self.bias is None else self.bias * self.lr_mul
-        return F.linear(x, self.weight * self.weight_gain, bias)
+        return F.linear(x, self.weight * self.weight_gain, self.scaled_bias())
 
 
 class EqualizedConv2d(nn.Module):
     """Same-padded convolution with the equalized learning rate (PG §4.1): weights N(0, 1) scaled at run
-    time by gain / sqrt(in_channels * kernel_size^2)."""
+    time by gain / sqrt(in_channels * kernel_size^2); `gain_after_bias` as in EqualizedLinear."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, gain: float = 1.0, bias: bool = True):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, gain: float = 1.0, bias: bool = True,
+                 gain_after_bias: bool = False):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         self.weight_gain = gain / math.sqrt(in_channels * kernel_size**2)
+        self.bias_gain = self.bias_mul = gain if gain_after_bias else 1.0
         self.padding = kernel_size // 2
 
+    def scaled_bias(self) -> torch.Tensor | None:
+        return None if self.bias is None else self.bias * self.bias_mul
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight * self.weight_gain, self.bias, padding=self.padding)
+        return F.conv2d(x, self.weight * self.weight_gain, self.scaled_bias(), padding=self.padding)
 
 
 class PixelNorm(nn.Module):

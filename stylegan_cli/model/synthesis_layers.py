@@ -147,12 +147,12 @@ class StyleConvLayer(nn.Module):
     code applies them] (no conv on the constant), noise, bias, leaky ReLU 0.2, then AdaIN with this layer's style."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, generator: torch.Generator,
-                 up: bool = False, conv: bool = True):
+                 up: bool = False, conv: bool = True, layer_noise: bool = False):
         super().__init__()
         self.up = up
         self.conv = EqualizedConv2d(in_channels, out_channels, 3, gain=SQRT2, bias=False) if conv else None
         self.blur = Blur(out_channels) if up else None
-        self.noise = NoiseInjection(out_channels, resolution, generator)
+        self.noise = NoiseInjection(out_channels, resolution, generator, per_channel=not layer_noise)
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.adain = AdaIN(out_channels, w_dim)
 
@@ -173,17 +173,17 @@ class ModulatedConvLayer(nn.Module):
     conv (the style block), then noise and bias outside it, then leaky ReLU 0.2 scaled by sqrt(2) so it
     keeps the expected signal variance (SG2 §2.2: demodulation removes the He gain from the weights).
 
-    The progressive stylegan2 ("orig" blocks) upsamples as StyleGAN does and scales noise per channel;
-    the skip/residual networks (`config_f`) follow StyleGAN2's own: FIR upsampling inside the conv, one
-    noise scale per layer, an extra output `gain` (1/sqrt(2) on a residual branch), and activations
-    clamped to +-CONV_CLAMP * gain in reduced precision."""
+    The progressive stylegan2 ("orig" blocks) upsamples as StyleGAN does; the skip/residual networks
+    (`config_f`) follow StyleGAN2's own: FIR upsampling inside the conv, an extra output `gain` (1/sqrt(2)
+    on a residual branch), and activations clamped to +-CONV_CLAMP * gain in reduced precision. Noise has
+    one strength per layer with `layer_noise` (StyleGAN2's), else one per channel."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, generator: torch.Generator,
-                 up: bool = False, config_f: bool = False, gain: float = 1.0):
+                 up: bool = False, config_f: bool = False, gain: float = 1.0, layer_noise: bool = True):
         super().__init__()
         self.up = Upsample(in_channels) if up and not config_f else None
         self.conv = ModulatedConv2d(in_channels, out_channels, 3, w_dim, demodulate=True, fir_up=up and config_f)
-        self.noise = NoiseInjection(out_channels, resolution, generator, per_channel=not config_f)
+        self.noise = NoiseInjection(out_channels, resolution, generator, per_channel=not layer_noise)
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.gain, self.clamp = SQRT2 * gain, CONV_CLAMP * gain if config_f else None
 

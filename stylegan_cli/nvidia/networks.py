@@ -8,7 +8,6 @@ file whose layout differs from what its names promised is refused rather than ha
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,13 +53,6 @@ def tf_conv(weight: np.ndarray, flip: bool = False) -> torch.Tensor:
 def tf_dense(weight: np.ndarray) -> torch.Tensor:
     """A TensorFlow dense weight [in, out] as PyTorch's (out, in)."""
     return tensor(weight.T)
-
-
-# sgan applies a layer's gain to its weight, before the bias (Progressive GAN's and StyleGAN's way);
-# StyleGAN2's code applies it after the bias, with the activation (its bias_act: leaky ReLU times
-# sqrt(2)). Since leaky ReLU is positively homogeneous, lrelu(x + b) * g = lrelu(g x + g b): the same
-# layer in sgan has the bias times g.
-LRELU_GAIN = math.sqrt(2.0)
 
 
 def infer_fmaps(channels: dict[int, int], what: str) -> tuple[int, int]:

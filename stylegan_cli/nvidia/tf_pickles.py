@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from stylegan_cli.nvidia.networks import (
-    LRELU_GAIN,
     Converted,
     NotRepresentable,
     checked,
@@ -80,7 +79,7 @@ def _channels(shapes: dict, resolution: int, prefix: str) -> dict[int, int]:
             for r in resolutions(resolution)}
 
 
-def _mapping(v: _Vars, what: str, bias_gain: float) -> tuple[dict, dict]:
+def _mapping(v: _Vars, what: str) -> tuple[dict, dict]:
     """StyleGAN's and StyleGAN2's mapping network ("mapping/Dense{i}") as sgan's, and its shape."""
     n = 0
     while v.has(f"mapping/Dense{n}/weight"):
@@ -90,7 +89,7 @@ def _mapping(v: _Vars, what: str, bias_gain: float) -> tuple[dict, dict]:
     state = {}
     for i in range(n):
         state[f"mapping_network.layers.{i}.weight"] = tf_dense(v(f"mapping/Dense{i}/weight"))
-        state[f"mapping_network.layers.{i}.bias"] = tensor(v(f"mapping/Dense{i}/bias")) * bias_gain
+        state[f"mapping_network.layers.{i}.bias"] = tensor(v(f"mapping/Dense{i}/bias"))
     first, last = state["mapping_network.layers.0.weight"], state[f"mapping_network.layers.{n - 1}.weight"]
     shape = {"z_dim": first.shape[1], "w_dim": last.shape[0], "mapping_layers": n,
              "mapping_width": first.shape[0] if n > 1 else 512}
@@ -162,15 +161,15 @@ def _pg_discriminator(v: _Vars, resolution: int, output: str) -> dict:
             for j, name in enumerate((f"{r}x{r}/Conv0", f"{r}x{r}/Conv1_down")):
                 state[f"blocks.{k - 1}.conv{j}.weight"] = tf_conv(v(f"{name}/weight"))
                 state[f"blocks.{k - 1}.conv{j}.bias"] = tensor(v(f"{name}/bias"))
-    state.update(_epilogue(v, output, bias_gain=1.0))
+    state.update(_epilogue(v, output))
     return state
 
 
-def _epilogue(v: _Vars, output: str, bias_gain: float) -> dict:
+def _epilogue(v: _Vars, output: str) -> dict:
     return {"epilogue.conv.weight": tf_conv(v("4x4/Conv/weight")),
-            "epilogue.conv.bias": tensor(v("4x4/Conv/bias")) * bias_gain,
+            "epilogue.conv.bias": tensor(v("4x4/Conv/bias")),
             "epilogue.fc.weight": tf_dense(v("4x4/Dense0/weight")),
-            "epilogue.fc.bias": tensor(v("4x4/Dense0/bias")) * bias_gain,
+            "epilogue.fc.bias": tensor(v("4x4/Dense0/bias")),
             "epilogue.out.weight": tf_dense(v(f"{output}/weight")),
             "epilogue.out.bias": tensor(v(f"{output}/bias"))}
 
@@ -189,7 +188,7 @@ def _stylegan(G: TFNetwork, D: TFNetwork, Gs: TFNetwork, shapes: dict, what: str
 
     def generator(net: TFNetwork) -> tuple[dict, dict]:
         v = _Vars(net, what)
-        state, shape = _mapping(v, what, bias_gain=1.0)  # G_mapping's gain is in its weights, as in sgan
+        state, shape = _mapping(v, what)
         state["w_avg"] = tensor(v("dlatent_avg"))
         state["blocks.0.input.const"] = tensor(v("synthesis/4x4/Const/const"))
         noise = iter(_noise_maps(v, 2 * len(resolutions(resolution))))
@@ -235,7 +234,7 @@ def _stylegan2(G: TFNetwork, D: TFNetwork, Gs: TFNetwork, shapes: dict, what: st
 
     def generator(net: TFNetwork) -> tuple[dict, dict]:
         v = _Vars(net, what)
-        state, shape = _mapping(v, what, bias_gain=LRELU_GAIN)
+        state, shape = _mapping(v, what)
         state["w_avg"] = tensor(v("dlatent_avg"))
         state["blocks.0.input.const"] = tensor(v("synthesis/4x4/Const/const"))
         noise = iter(_noise_maps(v, 2 * len(levels) - 1))
@@ -283,22 +282,20 @@ def _modulation(state: dict, v: _Vars, p: str, s: str) -> None:
 
 def _sg2_discriminator(v: _Vars, levels: list[int], d_arch: str) -> dict:
     """D_stylegan2 ("{r}x{r}/FromRGB", "Conv0", "Conv1_down", "Skip", "4x4/Conv", "4x4/Dense0", "Output"),
-    whose gains follow the biases (see networks.LRELU_GAIN); a resnet block's second conv and skip path
-    carry 1/sqrt(2) too, so that conv's bias keeps gain 1."""
+    whose gains follow the biases, as sgan's StyleGAN2 layers apply them (EqualizedConv2d's `gain_after_bias`)."""
     state = {}
     for k, r in enumerate(levels):
         if d_arch == "skip" or k == len(levels) - 1:
             i = k if d_arch == "skip" else 0
             state[f"from_rgb.{i}.conv.weight"] = tf_conv(v(f"{r}x{r}/FromRGB/weight"))
-            state[f"from_rgb.{i}.conv.bias"] = tensor(v(f"{r}x{r}/FromRGB/bias")) * LRELU_GAIN
+            state[f"from_rgb.{i}.conv.bias"] = tensor(v(f"{r}x{r}/FromRGB/bias"))
         if k > 0:
             b = f"blocks.{k - 1}"
             state[f"{b}.conv0.weight"] = tf_conv(v(f"{r}x{r}/Conv0/weight"))
-            state[f"{b}.conv0.bias"] = tensor(v(f"{r}x{r}/Conv0/bias")) * LRELU_GAIN
+            state[f"{b}.conv0.bias"] = tensor(v(f"{r}x{r}/Conv0/bias"))
             state[f"{b}.conv1.weight"] = tf_conv(v(f"{r}x{r}/Conv1_down/weight"))
-            state[f"{b}.conv1.bias"] = tensor(v(f"{r}x{r}/Conv1_down/bias")) * (
-                1.0 if d_arch == "resnet" else LRELU_GAIN)
+            state[f"{b}.conv1.bias"] = tensor(v(f"{r}x{r}/Conv1_down/bias"))
             if d_arch == "resnet":
                 state[f"{b}.skip.weight"] = tf_conv(v(f"{r}x{r}/Skip/weight"))
-    state.update(_epilogue(v, "Output", bias_gain=LRELU_GAIN))
+    state.update(_epilogue(v, "Output"))
     return state

@@ -15,7 +15,7 @@ import re
 import torch
 
 from stylegan_cli.model.resample import fir_filter
-from stylegan_cli.nvidia.networks import LRELU_GAIN, Converted, NotRepresentable, checked, infer_fmaps, resolutions
+from stylegan_cli.nvidia.networks import Converted, NotRepresentable, checked, infer_fmaps, resolutions
 from stylegan_cli.nvidia.unpickler import PersistentObject
 
 FORMAT = "StyleGAN2 (PyTorch)"
@@ -108,7 +108,7 @@ def _generator(t: dict[str, torch.Tensor], resolution: int, g_arch: str, mapping
     state = {"w_avg": _take(t, "mapping.w_avg")}
     for i in range(mapping_layers):
         state[f"mapping_network.layers.{i}.weight"] = _take(t, f"mapping.fc{i}.weight")
-        state[f"mapping_network.layers.{i}.bias"] = _take(t, f"mapping.fc{i}.bias") * LRELU_GAIN
+        state[f"mapping_network.layers.{i}.bias"] = _take(t, f"mapping.fc{i}.bias")
     levels = resolutions(resolution)
     state["blocks.0.input.const"] = _take(t, "synthesis.b4.const").unsqueeze(0)
     for k, r in enumerate(levels):
@@ -132,24 +132,24 @@ def _generator(t: dict[str, torch.Tensor], resolution: int, g_arch: str, mapping
 
 
 def _discriminator(t: dict[str, torch.Tensor], resolution: int, d_arch: str) -> dict:
-    """ADA's D: biases times the gain its bias_act applies after them (networks.LRELU_GAIN); a resnet block's
-    conv1 also carries 1/sqrt(2), so its bias keeps gain 1."""
+    """ADA's D, whose bias_act applies the gains after the biases, as sgan's StyleGAN2 layers do
+    (EqualizedConv2d's `gain_after_bias`)."""
     levels = resolutions(resolution)
     state = {}
     for k, r in enumerate(levels):
         if d_arch == "skip" or k == len(levels) - 1:
             i = k if d_arch == "skip" else 0
             state[f"from_rgb.{i}.conv.weight"] = _take(t, f"b{r}.fromrgb.weight")
-            state[f"from_rgb.{i}.conv.bias"] = _take(t, f"b{r}.fromrgb.bias") * LRELU_GAIN
+            state[f"from_rgb.{i}.conv.bias"] = _take(t, f"b{r}.fromrgb.bias")
         if k > 0:
             b = f"blocks.{k - 1}"
             state[f"{b}.conv0.weight"] = _take(t, f"b{r}.conv0.weight")
-            state[f"{b}.conv0.bias"] = _take(t, f"b{r}.conv0.bias") * LRELU_GAIN
+            state[f"{b}.conv0.bias"] = _take(t, f"b{r}.conv0.bias")
             state[f"{b}.conv1.weight"] = _take(t, f"b{r}.conv1.weight")
-            state[f"{b}.conv1.bias"] = _take(t, f"b{r}.conv1.bias") * (1.0 if d_arch == "resnet" else LRELU_GAIN)
+            state[f"{b}.conv1.bias"] = _take(t, f"b{r}.conv1.bias")
             if d_arch == "resnet":
                 state[f"{b}.skip.weight"] = _take(t, f"b{r}.skip.weight")
-    for key, gain in (("conv", LRELU_GAIN), ("fc", LRELU_GAIN), ("out", 1.0)):
+    for key in ("conv", "fc", "out"):
         state[f"epilogue.{key}.weight"] = _take(t, f"b4.{key}.weight")
-        state[f"epilogue.{key}.bias"] = _take(t, f"b4.{key}.bias") * gain
+        state[f"epilogue.{key}.bias"] = _take(t, f"b4.{key}.bias")
     return state

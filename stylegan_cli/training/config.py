@@ -35,6 +35,7 @@ class TrainConfig:
     w_dim: int = 512  # NVIDIA's defaults; `sgan import` takes them from the file it reads
     mapping_layers: int = 8
     mapping_width: int = 512  # the hidden layers' width; the last layer's is w_dim
+    layer_noise: bool | None = None  # one noise strength per layer (SG2's) or per channel (SG's); None: by arch
     kimg: float = 25000.0
     lod_kimg: float = 600.0
     progressive: bool | None = None  # None: grow unless redesigned (see `grows`)
@@ -89,6 +90,7 @@ class TrainConfig:
             r1_every=self.r1_every if self.r1_every is not None else 16 if stylegan2 else 1,
             pl_weight=self.pl_weight if self.pl_weight is not None else 2.0 if stylegan2 else 0.0,
             mixing=self.mixing if self.mixing is not None else 0.0 if self.arch == "pggan" else 0.9,
+            layer_noise=stylegan2 if self.layer_noise is None else self.layer_noise,
             precision=self.precision or ("bf16" if bf16 else "fp32"),
         )
 

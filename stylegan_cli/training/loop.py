@@ -25,6 +25,7 @@ from stylegan_cli.core.errors import SganError
 from stylegan_cli.metrics import evaluator as metrics_lib
 from stylegan_cli.metrics.registry import parse_metric
 from stylegan_cli.model import checkpoint
+from stylegan_cli.synthesis.generator import load_generator
 from stylegan_cli.synthesis.images import save_png
 from stylegan_cli.training.schedule import batch_size, learning_rate, phase
 from stylegan_cli.training.stream import real_batches
@@ -131,7 +132,7 @@ def train_loop(trainer: Trainer, record: rundir.StageRecord) -> list[Path]:
                 next_snap += snap_images
             if cfg.metrics and (trainer.nimg >= next_metrics or trainer.nimg >= total) and not stopping:
                 save("metrics")
-                board.metrics(evaluate(trainer, res, alpha, checkpoint.latest(run_dir)), trainer.nimg)
+                board.metrics(evaluate(trainer, checkpoint.latest(run_dir)), trainer.nimg)
                 board.flush()
                 next_metrics = (trainer.nimg // metrics_images + 1) * metrics_images
         save(f"stopped by {signal.Signals(stopping).name}" if stopping else "final")
@@ -145,21 +146,27 @@ def train_loop(trainer: Trainer, record: rundir.StageRecord) -> list[Path]:
     return saved
 
 
-def evaluate(trainer: Trainer, res: int, alpha: float, ckpt: Path | None) -> list[metrics_lib.Result]:
-    """`--metrics` during training: rank 0 evaluates the moving-average generator of the checkpoint
-    just saved and appends to RUN/metrics.jsonl, while the other ranks wait. The training's random
-    state is left untouched, so a resumed run continues exactly. Returns rank 0's results (none elsewhere)."""
+def evaluate(trainer: Trainer, ckpt: Path | None) -> list[metrics_lib.Result]:
+    """`--metrics` during training: rank 0 evaluates the checkpoint just saved, `ckpt`, exactly as `sgan metrics
+    --ckpt` does with its defaults (the moving-average generator it stores, at the resolution and fade-in it
+    records, which are those after the step just taken, not the step's own), and appends to RUN/metrics.jsonl
+    while the other ranks wait. The training's random state is left untouched, so a resumed run continues
+    exactly. Returns rank 0's results (none elsewhere)."""
     cfg, env = trainer.cfg, trainer.env
     found: list[metrics_lib.Result] = []
     if env.main:
+        # Building the network to load the checkpoint into draws from the global generator: forked, so untouched.
         with torch.random.fork_rng(devices=[env.device] if env.device.type == "cuda" else []):
-            evaluator = metrics_lib.for_checkpoint(trainer.G_ema, res, alpha, trainer.dataset, batch=32, seed=0,
-                                                   device=env.device, workers=cfg.workers)
-            settings = {"resolution": res, "alpha": alpha, "seed": 0, "data": cfg.data}
-            found = metrics_lib.run_metrics(evaluator, [parse_metric(m) for m in cfg.metrics],
-                                            trainer.run_dir, str(ckpt) if ckpt else None, trainer.nimg / 1000,
-                                            settings)
-        err.print("metrics: " + "  ".join(f"{r.metric} {r.value:.4g}" for r in found))
+            loaded = load_generator(trainer.run_dir, ckpt)
+            res, alpha = loaded.resolution, loaded.alpha
+            evaluator = metrics_lib.for_checkpoint(loaded.G.to(env.device), res, alpha, trainer.dataset,
+                                                   batch=metrics_lib.BATCH, seed=metrics_lib.SEED, device=env.device,
+                                                   workers=cfg.workers)
+            settings = {"resolution": res, "alpha": alpha, "seed": metrics_lib.SEED, "data": cfg.data}
+            found = metrics_lib.run_metrics(evaluator, [parse_metric(m) for m in cfg.metrics], trainer.run_dir,
+                                            str(loaded.ckpt), loaded.kimg, settings)
+        err.print(f"metrics of {loaded.ckpt.name} ({res}x{res}, alpha {alpha:.2f}): "
+                  + "  ".join(f"{r.metric} {r.value:.4g}" for r in found))
     if env.world > 1:
         dist.barrier()
     return found

@@ -42,10 +42,9 @@ class _Batches:
         self.stream, self.start, self.global_batch, self.rank, self.world = stream, start, global_batch, rank, world
 
     def __iter__(self):
-        share = self.global_batch // self.world
         p = self.start
-        while True:
-            yield self.stream.take(p + self.rank * share, share)
+        while True:  # every world-th image, as the trainer shares its draws (Trainer._share)
+            yield self.stream.take(p, self.global_batch)[self.rank :: self.world]
             p += self.global_batch
 
 

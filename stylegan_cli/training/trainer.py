@@ -1,15 +1,17 @@
 """The trainer: a run's networks, optimisers and random state, and one training iteration
 (docs/design.md §6).
 
-One iteration is a D step and a G step on the same global batch; every random draw (latents, mixing
-crossover, noise) is made for the global batch from generators whose state is in the checkpoint, and
-each process takes its share, so a run resumes bitwise and does not depend on the number of processes.
+One iteration is NVIDIA's StyleGAN2 training step: a G pass and a D pass on the same global batch, each with
+its own optimiser step, plus a pass of its own for each lazy regulariser due (`Trainer.phases`). Every random
+draw (latents, mixing crossover, noise) is made for the global batch from generators whose state is in the
+checkpoint, and each process takes its share, so a run resumes bitwise and does not depend on the number
+of processes.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,18 @@ from stylegan_cli.training.config import TrainConfig
 from stylegan_cli.training.distributed import Dist
 from stylegan_cli.training.schedule import LR_DEFAULT, batch_size, learning_rate, phase
 from stylegan_cli.training.stream import ImageStream, fade_reals
+
+
+@dataclass
+class Draws:
+    """The random inputs of one generator pass, for this process's share of the batch."""
+
+    z: torch.Tensor  # (n, z_dim) latents
+    noise: list[torch.Tensor]  # (n, 1, r, r) per noise input, as Generator.make_noise gives them
+    mix_z: torch.Tensor | None = None  # style mixing's second latents, or None for no mixing
+    cutoff: int | None = None  # the first style input that takes mix_z's w
+    pl_y: torch.Tensor | None = None  # (n, 3, res, res) N(0, I): the path-length penalty's y before scaling
+
 
 FAKES_CELL = 512  # the largest cell of a fakes grid, so a 1024x1024 run writes a 4096x2048 grid
 
@@ -73,8 +87,7 @@ class Trainer:
             "config": asdict(self.cfg), "nimg": self.nimg, "step": self.step, "resolution": res, "alpha": alpha,
             "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
             "G_opt": self.G_opt.state_dict(), "D_opt": self.D_opt.state_dict(), "scaler": self.scaler.state_dict(),
-            "rng": {"latents": self.latents.get_state(), "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state(self.env.device) if self.env.device.type == "cuda" else None},
+            "rng": {"latents": self.latents.get_state()},
             "pl_mean": self.pl_mean.detach().cpu(),
         }
 
@@ -92,10 +105,6 @@ class Trainer:
         self.D_opt.load_state_dict(state["D_opt"])
         self.scaler.load_state_dict(state["scaler"])
         self.latents.set_state(state["rng"]["latents"])
-        if self.env.world == 1:  # the global generators only draw path-length noise, per process
-            torch.set_rng_state(state["rng"]["torch"])
-            if state["rng"]["cuda"] is not None and self.env.device.type == "cuda":
-                torch.cuda.set_rng_state(state["rng"]["cuda"], self.env.device)
         self.pl_mean = state["pl_mean"].to(self.env.device)
 
     # -- one iteration --
@@ -105,104 +114,133 @@ class Trainer:
         return torch.autocast(self.env.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
     def _share(self, t: torch.Tensor) -> torch.Tensor:
-        """This process's slice of a tensor drawn for the global batch."""
-        n = t.shape[0] // self.env.world
-        return t[self.env.rank * n : (self.env.rank + 1) * n].to(self.env.device)
+        """This process's share of a tensor drawn for the global batch: every world-th sample from its rank on,
+        the stride by which the minibatch-std groups are formed (model/discriminator.py MinibatchStd)."""
+        return t[self.env.rank :: self.env.world].to(self.env.device)
 
-    def _draw_ws(self, batch: int, res: int, mixing: bool) -> torch.Tensor:
-        """Latents for the global batch through the mapping network, with style mixing
-        (StyleGAN §3.1): two latents and a random crossover among the layers in use at `res`."""
+    def _device_generator(self) -> torch.Generator:
+        """A generator on the device for the large draws (noise images), seeded from the latent generator."""
+        return torch.Generator(self.env.device).manual_seed(int(torch.randint(0, 2**62, (), generator=self.latents)))
+
+    def draw(self, batch: int, res: int, pl: bool = False) -> Draws:
+        """The random inputs of one generator pass for a global batch, and this process's share of them: latents,
+        the style-mixing draw (StyleGAN §3.1, made per batch as NVIDIA's code makes it: with probability
+        `mixing`, one crossover point among the style inputs in use at `res`, after which a second latent's w
+        takes over), the noise images, and for the path-length pass its y."""
         G, gen = self.G, self.latents
-        z = self._share(torch.randn(batch, G.z_dim, generator=gen))
-        ws = G.mapping(z, broadcast=True)
-        if mixing and self.cfg.mixing > 0 and G.num_ws > 1:
-            z2 = self._share(torch.randn(batch, G.z_dim, generator=gen))
+        z = torch.randn(batch, G.z_dim, generator=gen)
+        mix_z, cutoff = None, None
+        if self.cfg.mixing > 0 and G.num_ws > 1:
             active = sum(1 for r in G.style_layer_resolutions() if r <= res)
-            use = self._share(torch.rand(batch, generator=gen) < self.cfg.mixing)
-            cut = self._share(torch.randint(1, max(active, 2), (batch,), generator=gen))
-            w2 = G.mapping(z2).unsqueeze(1)
-            layer = torch.arange(G.num_ws, device=ws.device).unsqueeze(0)
-            swap = (use.unsqueeze(1) & (layer >= cut.unsqueeze(1))).unsqueeze(2)
-            ws = torch.where(swap, w2.expand_as(ws), ws)
+            mixing = float(torch.rand((), generator=gen)) < self.cfg.mixing
+            cut = int(torch.randint(1, max(active, 2), (), generator=gen))
+            if mixing:
+                mix_z, cutoff = self._share(torch.randn(batch, G.z_dim, generator=gen)), cut
+        device = self.env.device
+        noise = [self._share(n) for n in G.make_noise(batch, res, generator=self._device_generator(), device=device)]
+        y = None
+        if pl:
+            y = self._share(torch.randn(batch, 3, res, res, generator=self._device_generator(), device=device))
+        return Draws(self._share(z), noise, mix_z, cutoff, y)
+
+    def _ws(self, d: Draws) -> torch.Tensor:
+        """The styles of a pass: z through the mapping network, broadcast to every style input, mixed with the
+        second latent's from the crossover on. Each pass moves w_avg towards its batch's mean (over all
+        processes), as NVIDIA's training moves it in every mapping call but the mixing one's."""
+        G = self.G
+        w = G.mapping(d.z)
+        with torch.no_grad():
+            G.w_avg.copy_(self.env.mean(w.detach().to(G.w_avg.dtype).mean(0)).lerp(G.w_avg, G.w_avg_beta))
+        ws = w.unsqueeze(1).repeat(1, G.num_ws, 1)
+        if d.mix_z is not None:
+            w2 = G.mapping(d.mix_z).unsqueeze(1).expand(-1, G.num_ws - d.cutoff, -1)
+            ws = torch.cat([ws[:, : d.cutoff], w2], dim=1)
         return ws
 
-    def _noise(self, batch: int, res: int) -> list[torch.Tensor]:
-        """Per-layer noise images for the global batch, drawn on the device from a seed taken
-        from the latent generator, and this process's share of them."""
-        seed = int(torch.randint(0, 2**62, (), generator=self.latents))
-        gen = torch.Generator(self.env.device).manual_seed(seed)
-        return [self._share(n) for n in self.G.make_noise(batch, res, generator=gen, device=self.env.device)]
-
-    def _optimise(self, net: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-        """One optimiser step on `loss`, gradients averaged across processes (loss scaling for fp16)."""
+    def _optimise(self, net: torch.nn.Module, opt: torch.optim.Optimizer, lr: float, loss: torch.Tensor) -> None:
+        """One optimiser step on `loss` at learning rate `lr`, gradients averaged across processes (loss scaling
+        for fp16)."""
+        for group in opt.param_groups:
+            group["lr"] = lr
         opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.env.average_grads(net)
         self.scaler.step(opt)
+        self.scaler.update()
 
     def iteration(self, reals_u8: torch.Tensor, res: int, alpha: float) -> dict:
+        """One training iteration on this process's uint8 reals, its random inputs drawn from the run's generators."""
+        batch = batch_size(self.cfg, res)
+        phases = self.phases()
+        draws = {name: self.draw(max(batch // 2, self.env.world) if name == "G_pl" else batch, res,
+                                 pl=name == "G_pl") for name in ("G", "G_pl", "D") if name in phases}
+        reals = fade_reals(from_uint8(reals_u8.to(self.env.device, non_blocking=True)), alpha)
+        return self.train_step(reals, res, alpha, draws)
+
+    def phases(self) -> list[str]:
+        """The passes of this step, in order. As in NVIDIA's code, a lazy regulariser (StyleGAN2 §3.1: every k > 1
+        steps) is a pass of its own with its own optimiser step ("G_pl", "D_r1"), while one applied every step
+        joins the main loss; StyleGAN2 trains G first, StyleGAN and Progressive GAN D first."""
+        cfg = self.cfg
+        pl_now = cfg.pl_weight > 0 and self.step % cfg.pl_every == 0
+        r1_now = cfg.loss == "r1" and cfg.gamma > 0 and self.step % cfg.r1_every == 0
+        g = ["G"] + (["G_pl"] if pl_now and cfg.pl_every > 1 else [])
+        d = ["D"] + (["D_r1"] if r1_now and cfg.r1_every > 1 else [])
+        return g + d if cfg.arch == "stylegan2" else d + g
+
+    def train_step(self, reals: torch.Tensor, res: int, alpha: float, draws: dict[str, Draws]) -> dict:
+        """The passes of `phases()` on this process's float reals (in [-1, 1], faded) and the given random inputs
+        ("G", "G_pl", "D" as `draw` makes them, or explicit ones), then the moving averages. Returns the loss
+        terms (detached)."""
         cfg, env, G, D = self.cfg, self.env, self.G, self.D
         batch = batch_size(cfg, res)
         lr = learning_rate(cfg, res)
-        reals = from_uint8(reals_u8.to(env.device, non_blocking=True))
-        reals = fade_reals(reals, alpha)
         if env.device.type == "cuda":
             reals = reals.contiguous(memory_format=torch.channels_last)
         stats = {}
+        for name in self.phases():
+            if name.startswith("G"):
+                G.requires_grad_(True)
+                with self._autocast():
+                    ws = self._ws(draws[name])
+                    if name == "G":
+                        fakes = self.synthesis(ws, res, alpha, noise=draws[name].noise)
+                        loss = stats["loss_G"] = g_loss(cfg.loss, self.D_plain(fakes, res, alpha))
+                    pl_joined = name == "G" and cfg.pl_every == 1 and cfg.pl_weight > 0
+                    if name == "G_pl" or pl_joined:
+                        penalty, self.pl_mean = path_length(
+                            G, ws, res, alpha, self.pl_mean, cfg.pl_weight, cfg.pl_every, noise=draws[name].noise,
+                            y=draws[name].pl_y, reduce=env.mean)
+                        stats["pl"] = penalty
+                        loss = loss + penalty if pl_joined else penalty
+                self._optimise(G, self.G_opt, lr * self.G_lazy, loss)
+                G.requires_grad_(False)
+            else:
+                D.requires_grad_(True)
+                r1_joined = name == "D" and cfg.loss == "r1" and cfg.gamma > 0 and cfg.r1_every == 1
+                real = reals.detach().requires_grad_(name == "D_r1" or r1_joined)
+                with self._autocast():
+                    real_scores = (D if real.requires_grad else self.D_plain)(real, res, alpha)
+                if name == "D":
+                    with torch.no_grad(), self._autocast():
+                        fakes = self.synthesis(self._ws(draws["D"]), res, alpha, noise=draws["D"].noise)
+                    with self._autocast():
+                        fake_scores = self.D_plain(fakes, res, alpha)
+                    loss = stats["loss_D"] = d_loss(cfg.loss, real_scores, fake_scores)
+                    if cfg.loss == "wgan-gp":
+                        with self._autocast():
+                            stats["gp"] = gradient_penalty(D, reals, fakes, res, alpha, generator=self.latents)
+                        loss = loss + stats["gp"]
+                if name == "D_r1" or r1_joined:
+                    stats["r1"] = r1_penalty(real_scores, real, cfg.gamma, cfg.r1_every)
+                    loss = loss + stats["r1"] if r1_joined else stats["r1"]
+                self._optimise(D, self.D_opt, lr * self.D_lazy, loss)
+                D.requires_grad_(False)
 
-        # D step.
-        r1_now = cfg.loss == "r1" and cfg.gamma > 0 and self.step % cfg.r1_every == 0
-        for g in self.D_opt.param_groups:
-            g["lr"] = lr * self.D_lazy
-        D.requires_grad_(True)
-        G.requires_grad_(False)
-        with torch.no_grad(), self._autocast():
-            fakes = self.synthesis(self._draw_ws(batch, res, mixing=True), res, alpha, noise=self._noise(batch, res))
-        reals.requires_grad_(r1_now)
-        with self._autocast():
-            real_scores = (D if r1_now else self.D_plain)(reals, res, alpha)
-            fake_scores = self.D_plain(fakes.detach(), res, alpha)
-        loss = d_loss(cfg.loss, real_scores.float(), fake_scores.float())
-        stats["loss_D"] = loss.detach()
-        if r1_now:
-            penalty = r1_penalty(real_scores, reals, cfg.gamma, cfg.r1_every)
-            stats["r1"] = penalty.detach()
-            loss = loss + penalty
-        if cfg.loss == "wgan-gp":
-            with self._autocast():
-                gp = gradient_penalty(D, reals, fakes, res, alpha, generator=self.latents)
-            stats["gp"] = gp.detach()
-            loss = loss + gp
-        self._optimise(D, self.D_opt, loss)
-
-        # G step.
-        pl_now = cfg.pl_weight > 0 and self.step % cfg.pl_every == 0
-        for g in self.G_opt.param_groups:
-            g["lr"] = lr * self.G_lazy
-        D.requires_grad_(False)
-        G.requires_grad_(True)
-        with self._autocast():
-            ws = self._draw_ws(batch, res, mixing=True)
-            fakes = self.synthesis(ws, res, alpha, noise=self._noise(batch, res))
-            loss = g_loss(cfg.loss, self.D_plain(fakes, res, alpha).float())
-        stats["loss_G"] = loss.detach()
-        if pl_now:
-            pl_batch = max(batch // 2, env.world)
-            with self._autocast():
-                penalty, self.pl_mean = path_length(
-                    G, self._draw_ws(pl_batch, res, mixing=True), res, alpha, self.pl_mean, cfg.pl_weight,
-                    cfg.pl_every, noise=self._noise(pl_batch, res), reduce=env.mean)
-            stats["pl"] = penalty.detach()
-            loss = loss + penalty
-        self._optimise(G, self.G_opt, loss)
-        self.scaler.update()
-
-        # Moving averages: w (for truncation) and the generator's weights, with a half-life of ema_kimg
-        # (StyleGAN App. C) that ramps up over the start of training (StyleGAN2-ADA's code: at most
-        # ema_rampup times the images seen), so early averages follow G rather than its initial weights.
+        # The generator's moving average, with a half-life of ema_kimg (StyleGAN App. C) that ramps up over the
+        # start of training (StyleGAN2-ADA's code: at most ema_rampup times the images seen), so early
+        # averages follow G rather than its initial weights.
         with torch.no_grad():
-            w_mean = env.mean(ws[:, 0].detach().float().mean(0))
-            G.w_avg.lerp_(w_mean, 1 - G.w_avg_beta)
             half_life = cfg.ema_kimg * 1000
             if cfg.ema_rampup > 0:
                 half_life = min(half_life, cfg.ema_rampup * self.nimg)
@@ -213,7 +251,7 @@ class Trainer:
                 b_ema.copy_(b)
         self.nimg += batch
         self.step += 1
-        return stats
+        return {k: v.detach() for k, v in stats.items()}
 
     # -- pictures --
 

@@ -44,7 +44,19 @@ def test_equalized_lr_stores_unit_weights_and_scales_them_by_the_he_constant():
     fc = EqualizedLinear(512, 256, gain=math.sqrt(2), lr_mul=0.01, bias_init=0.5)
     assert fc.weight.std().item() == pytest.approx(100.0, rel=0.02)
     assert (fc.weight * fc.weight_gain).std().item() == pytest.approx(math.sqrt(2 / 512), rel=0.02)
-    assert torch.allclose(fc.bias * fc.lr_mul, torch.full((256,), 0.5))
+    assert torch.allclose(fc.scaled_bias(), torch.full((256,), 0.5))
+
+
+def test_a_gain_after_the_bias_is_stylegan2s_bias_act_and_its_bias_is_stored_unscaled():
+    """StyleGAN2's layers compute lrelu(W x + b) * gain; the same layer stores NVIDIA's b."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 16)
+    for lr_mul in (1.0, 0.01):
+        fc = EqualizedLinear(16, 8, gain=math.sqrt(2), lr_mul=lr_mul, gain_after_bias=True)
+        torch.nn.init.normal_(fc.bias)
+        w, b = fc.weight * lr_mul / math.sqrt(16), fc.bias * lr_mul
+        expected = torch.nn.functional.leaky_relu(x @ w.T + b, 0.2) * math.sqrt(2)
+        assert torch.allclose(torch.nn.functional.leaky_relu(fc(x), 0.2), expected, atol=1e-5)
 
 
 def test_lr_mul_scales_the_effective_adam_step_and_the_mapping_uses_0_01():
@@ -240,11 +252,11 @@ def test_minibatch_std_is_zero_for_identical_images_and_the_group_std_otherwise(
     same = layer(torch.randn(1, 8, 4, 4).repeat(8, 1, 1, 1))
     assert same.shape == (8, 9, 4, 4)
     assert torch.allclose(same[:, -1], torch.zeros(8, 4, 4), atol=2e-4)  # sqrt(1e-8) = 1e-4
-    x = torch.randn(6, 8, 4, 4)  # 6 is not divisible by 4: groups of 3 consecutive samples
+    x = torch.randn(6, 8, 4, 4)  # 6 is not divisible by 4: groups of 3 samples, 2 apart (NVIDIA's strided groups)
     out = layer(x)
     for g in range(2):
-        expected = x[3 * g : 3 * g + 3].std(dim=0, unbiased=False).mean()
-        assert torch.allclose(out[3 * g : 3 * g + 3, -1], expected.expand(3, 4, 4), atol=1e-5)
+        expected = x[g::2].std(dim=0, unbiased=False).mean()
+        assert torch.allclose(out[g::2, -1], expected.expand(3, 4, 4), atol=1e-5)
     assert torch.equal(out[:, :8], x)
 
 

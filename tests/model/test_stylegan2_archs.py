@@ -55,7 +55,9 @@ def test_config_f_layers_follow_stylegan2_not_stylegan():
     assert noise and all(m.strength.shape == () for m in noise)  # one noise strength per layer
     assert G.blocks[0].input.const.std() > 0.5  # the constant is drawn from N(0, 1), not set to one
     orig = Generator("stylegan2", 32, **SMALL)
-    assert all(m.strength.ndim == 1 for m in orig.modules() if isinstance(m, NoiseInjection))  # per channel
+    assert all(m.strength.shape == () for m in orig.modules() if isinstance(m, NoiseInjection))  # StyleGAN2's too
+    stylegan = Generator("stylegan", 32, **SMALL)
+    assert all(m.strength.ndim == 1 for m in stylegan.modules() if isinstance(m, NoiseInjection))  # per channel
     resnet = Generator("stylegan2", 32, g_arch="resnet", **SMALL)
     assert [b.to_rgb is not None for b in resnet.blocks] == [False, False, False, True]
     assert all(b.to_rgb is not None for b in G.blocks)

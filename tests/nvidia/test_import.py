@@ -101,8 +101,9 @@ def test_the_discriminator_scores_what_nvidias_code_computes(imported):
     D = checkpoint.build_discriminator(state["config"])
     D.load_state_dict(state["D"])
     R = state["config"]["resolution"]
-    # Smooth images (white noise averages away in D's downsampling), four: one minibatch-std group.
-    coarse = torch.randn(4, 3, 4, 4, generator=torch.Generator().manual_seed(3))
+    # Smooth images (white noise averages away in D's downsampling), eight: two minibatch-std groups, which NVIDIA's
+    # code forms by stride (samples 0, 2, 4, 6 and 1, 3, 5, 7).
+    coarse = torch.randn(8, 3, 4, 4, generator=torch.Generator().manual_seed(3))
     images = torch.nn.functional.interpolate(coarse, size=(R, R), mode="bilinear", align_corners=False)
     with torch.no_grad():
         ours = D(images).double()

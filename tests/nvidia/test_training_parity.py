@@ -1,0 +1,135 @@
+"""sgan's StyleGAN2 training step equals NVIDIA's: networks written by NVIDIA's StyleGAN2-ADA code, imported with
+`sgan import`, trained for two iterations on the same reals, latents and noise, give the same loss terms, the same
+path-length mean and the same updated G, D and moving average, to float32 precision.
+
+Both sides compute in float64 (NVIDIA's reference was run so, see its README): in float32 two correct codes part
+wherever a leaky ReLU input lies within rounding of zero, which flips its slope in the path-length Jacobian.
+
+The reference data (tests/nvidia/training_parity/, see its README) was written by NVIDIA's own code through
+tests/nvidia/make_training_parity.py: iteration 0 runs all four of their phases (Gmain, Greg, Dmain, Dreg),
+iteration 1 the main ones only.
+"""
+
+import json
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, sgan
+
+from stylegan_cli.model import checkpoint
+from stylegan_cli.nvidia import convert
+from stylegan_cli.training.config import TrainConfig
+from stylegan_cli.training.distributed import Dist
+from stylegan_cli.training.trainer import Draws, Trainer
+
+DATA = REPO / "tests" / "nvidia" / "training_parity"
+KINDS = ("skip-resnet", "resnet-skip")  # G and D architectures: StyleGAN2 config F's, and the other two
+# The reference run's settings (its README): batch 8, R1 gamma 1 every 16, path length 2 every 4 on half the batch.
+SETTINGS = {"batch": 8, "lr": 0.002, "gamma": 1.0, "r1_every": 16, "pl_weight": 2.0, "pl_every": 4, "mixing": 0.0,
+            "ema_kimg": 10.0, "ema_rampup": 0.05, "precision": "fp32"}
+PHASES = {"G": "Gmain", "G_pl": "Greg", "D": "Dmain"}
+
+
+def _reported(losses: dict, iteration: int, phase: str, name: str) -> np.ndarray:
+    (values,) = [r["values"] for r in losses["reports"]
+                 if (r["iteration"], r["phase"], r["name"]) == (iteration, phase, name)]
+    return np.asarray(values, dtype=np.float64)
+
+
+def _fed(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(array).double()
+
+
+def _draws(inputs, iteration: int, phases: list[str]) -> dict[str, Draws]:
+    def noise(p: str) -> list[torch.Tensor]:
+        return [_fed(inputs[f"noise_{iteration}_{p}_{k}"]) for k in range(5)]
+
+    draws = {}
+    for name in phases:
+        if name in PHASES:
+            p = PHASES[name]
+            z = _fed(inputs[f"z_{iteration}_{p}"])
+            if name == "G_pl":  # their pl_batch_shrink 2: the first half of the phase's latents
+                draws[name] = Draws(z[:4], noise(p), pl_y=_fed(inputs[f"plnoise_{iteration}"]))
+            else:
+                draws[name] = Draws(z, noise(p))
+    return draws
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def parity(request, tmp_path_factory):
+    """(kind, the trainer after each iteration's stats, NVIDIA's losses) for networks imported as a user would."""
+    kind = request.param
+    run = tmp_path_factory.mktemp(kind) / "run"
+    result = sgan("import", DATA / f"{kind}-before.pkl", "-r", run, "--json")
+    assert result.returncode == 0, result.stderr
+    state = checkpoint.load_training_state(checkpoint.latest(run))
+    cfg = TrainConfig(**{**state["config"], **SETTINGS}).resolved(torch.device("cpu"))
+    trainer = Trainer(cfg, run, range(8), Dist(device=torch.device("cpu")))
+    trainer.load_state(state)
+    for net in (trainer.G, trainer.D, trainer.G_ema):
+        net.double()
+    trainer.pl_mean = trainer.pl_mean.double()
+    inputs = np.load(DATA / f"{kind}-inputs.npz")
+    stats, snapshots = [], []
+    for i in range(2):
+        phases = trainer.phases()
+        assert phases == (["G", "G_pl", "D", "D_r1"] if i == 0 else ["G", "D"])
+        reals = _fed(inputs[f"reals_{i}"])
+        stats.append(trainer.train_step(reals, 16, 1.0, _draws(inputs, i, phases)))
+        snapshots.append({"G": {k: v.clone() for k, v in trainer.G.state_dict().items()},
+                          "D": {k: v.clone() for k, v in trainer.D.state_dict().items()},
+                          "G_ema": {k: v.clone() for k, v in trainer.G_ema.state_dict().items()},
+                          "pl_mean": float(trainer.pl_mean)})
+    return kind, stats, snapshots, json.loads((DATA / f"{kind}-losses.json").read_text())
+
+
+def test_the_loss_terms_equal_nvidias(parity):
+    kind, stats, _, losses = parity
+    for i in range(2):
+        expected = {"loss_G": _reported(losses, i, "Gmain", "Loss/G/loss").mean(),
+                    "loss_D": _reported(losses, i, "Dmain", "Loss/D/loss").mean()}
+        if i == 0:  # sgan reports the regularisers as added to the loss: times their interval (StyleGAN2 §3.1)
+            expected["pl"] = _reported(losses, i, "Greg", "Loss/G/reg").mean() * 4
+            expected["r1"] = _reported(losses, i, "Dreg", "Loss/D/reg").mean() * 16
+        assert set(stats[i]) == set(expected), kind
+        for name, value in expected.items():
+            assert float(stats[i][name]) == pytest.approx(value, rel=1e-5, abs=1e-6), (kind, i, name)
+
+
+def test_the_path_length_mean_equals_nvidias(parity):
+    kind, _, snapshots, losses = parity
+    for i in range(2):
+        (expected,) = [p["pl_mean"] for p in losses["pl_mean"] if p["iteration"] == i]
+        assert snapshots[i]["pl_mean"] == pytest.approx(expected, rel=1e-5), (kind, i)
+
+
+@pytest.mark.parametrize("net", ["G", "D", "G_ema"])
+def test_the_updated_networks_equal_nvidias(parity, net):
+    """Every parameter and buffer after each iteration, against NVIDIA's snapshot converted by `sgan import`'s
+    converter: the G and D updates of each of their phases (the path-length penalty reaching the mapping network,
+    R1 and path length scaled by their intervals, Adam's lazy-regularisation lr and betas, the noise strengths,
+    w_avg moved by every pass), and the moving average with its ramp-up."""
+    kind, _, snapshots, _ = parity
+    for i in range(2):
+        theirs = asdict(convert.read(DATA / f"{kind}-after{i + 1}.pkl"))[net]
+        ours = snapshots[i][net]
+        assert set(ours) == set(theirs), (kind, net)
+        for key, value in theirs.items():
+            # Their files hold float32 values: the float64 result rounded once (and Adam's step on a gradient that
+            # is zero up to rounding is not a definite sign, so the scale is the parameter's, not the step's).
+            scale = max(1.0, value.abs().max().item())
+            error = (ours[key].float() - value).abs().max().item()
+            assert error <= 1e-6 * scale, (kind, i, net, key, error)
+
+
+def test_the_updates_are_not_trivially_equal(parity):
+    """The check above compares something: the first iteration moved every parameter away from NVIDIA's start."""
+    kind, _, snapshots, _ = parity
+    before = asdict(convert.read(DATA / f"{kind}-before.pkl"))
+    for net in ("G", "D"):
+        unmoved = [k for k, v in before[net].items()
+                   if not k.endswith("noise.const") and torch.allclose(snapshots[0][net][k].float(), v)]
+        assert unmoved == [], (kind, net)
