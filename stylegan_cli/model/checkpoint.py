@@ -192,11 +192,12 @@ def _upgrade(state: dict) -> dict:
     NVIDIA's networks do, and the layer multiplies it by the gain."""
     if state.get("version", 1) >= 2:
         return state
-    builders = {"G": build_generator, "G_ema": build_generator, "D": build_discriminator}
-    for key, build in builders.items():
+    G = build_generator(state["config"])  # G_ema has G's layers: built once
+    nets = {"G": G, "G_ema": G, "D": build_discriminator(state["config"])}
+    for key, net in nets.items():
         if key not in state:
             continue
-        for name, module in build(state["config"]).named_modules():
+        for name, module in net.named_modules():
             gain = getattr(module, "bias_gain", 1.0)
             if gain != 1.0 and module.bias is not None:
                 state[key][f"{name}.bias"] = state[key][f"{name}.bias"] / gain

@@ -177,13 +177,18 @@ class Trainer:
         reals = fade_reals(from_uint8(reals_u8.to(self.env.device, non_blocking=True)), alpha)
         return self.train_step(reals, res, alpha, draws)
 
+    def _due(self) -> tuple[bool, bool]:
+        """Whether the path-length penalty and R1 apply at this step."""
+        cfg = self.cfg
+        return (cfg.pl_weight > 0 and self.step % cfg.pl_every == 0,
+                cfg.loss == "r1" and cfg.gamma > 0 and self.step % cfg.r1_every == 0)
+
     def phases(self) -> list[str]:
         """The passes of this step, in order. As in NVIDIA's code, a lazy regulariser (StyleGAN2 §3.1: every k > 1
         steps) is a pass of its own with its own optimiser step ("G_pl", "D_r1"), while one applied every step
         joins the main loss; StyleGAN2 trains G first, StyleGAN and Progressive GAN D first."""
         cfg = self.cfg
-        pl_now = cfg.pl_weight > 0 and self.step % cfg.pl_every == 0
-        r1_now = cfg.loss == "r1" and cfg.gamma > 0 and self.step % cfg.r1_every == 0
+        pl_now, r1_now = self._due()
         g = ["G"] + (["G_pl"] if pl_now and cfg.pl_every > 1 else [])
         d = ["D"] + (["D_r1"] if r1_now and cfg.r1_every > 1 else [])
         return g + d if cfg.arch == "stylegan2" else d + g
@@ -198,6 +203,7 @@ class Trainer:
         if env.device.type == "cuda":
             reals = reals.contiguous(memory_format=torch.channels_last)
         stats = {}
+        pl_now, r1_now = self._due()
         for name in self.phases():
             if name.startswith("G"):
                 G.requires_grad_(True)
@@ -206,7 +212,7 @@ class Trainer:
                     if name == "G":
                         fakes = self.synthesis(ws, res, alpha, noise=draws[name].noise)
                         loss = stats["loss_G"] = g_loss(cfg.loss, self.D_plain(fakes, res, alpha))
-                    pl_joined = name == "G" and cfg.pl_every == 1 and cfg.pl_weight > 0
+                    pl_joined = name == "G" and pl_now and cfg.pl_every == 1
                     if name == "G_pl" or pl_joined:
                         penalty, self.pl_mean = path_length(
                             G, ws, res, alpha, self.pl_mean, cfg.pl_weight, cfg.pl_every, noise=draws[name].noise,
@@ -217,7 +223,7 @@ class Trainer:
                 G.requires_grad_(False)
             else:
                 D.requires_grad_(True)
-                r1_joined = name == "D" and cfg.loss == "r1" and cfg.gamma > 0 and cfg.r1_every == 1
+                r1_joined = name == "D" and r1_now and cfg.r1_every == 1
                 real = reals.detach().requires_grad_(name == "D_r1" or r1_joined)
                 with self._autocast():
                     real_scores = (D if real.requires_grad else self.D_plain)(real, res, alpha)
