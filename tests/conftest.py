@@ -38,6 +38,26 @@ def sgan_here(capsys, *args, stdin: bytes = b"") -> tuple[int, str, str]:
     return exit_info.value.code, out, err
 
 
+def small_stylegan2():
+    """A StyleGAN2 skip generator at 32x32 with a 16-dimensional W, so that every direction of W shows in its
+    images (in an untrained 512-dimensional W most do not), and noise strengths of 0.1, so that noise shows too:
+    a generator in which a projection (StyleGAN2 §5) can find a w again. Returns (G, its network config)."""
+    import torch
+
+    from stylegan_cli.model.generator import Generator
+
+    config = {"arch": "stylegan2", "g_arch": "skip", "resolution": 32, "z_dim": 16, "w_dim": 16, "mapping_layers": 2,
+              "mapping_width": 16, "fmap_base": 256, "fmap_max": 64}
+    torch.manual_seed(0)
+    G = Generator(config["arch"], config["resolution"], z_dim=16, w_dim=16, mapping_layers=2, mapping_width=16,
+                  fmap_base=256, fmap_max=64, g_arch="skip")
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name.endswith("noise.strength"):
+                p.fill_(0.1)
+    return G.eval().requires_grad_(False), config
+
+
 def pupils(tem: Path):
     """The hand-placed left and right pupils (image left/right) of a WebMorph .tem file."""
     lines = tem.read_text().split("\n")

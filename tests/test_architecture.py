@@ -14,7 +14,7 @@ import stylegan_cli
 
 PACKAGE = Path(stylegan_cli.__file__).parent
 # Highest first: a module may import from its own subpackage or from one later in this list.
-LAYERS = ("cli", "report", "bench", "nvidia", "training", "metrics", "synthesis", "data", "model", "core")
+LAYERS = ("cli", "report", "bench", "nvidia", "training", "projection", "metrics", "synthesis", "data", "model", "core")
 
 
 def _modules() -> dict[str, Path]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from stylegan_cli.bench.timing import count_flops, device_name, seconds_per_call, sig
+from stylegan_cli.bench.timing import count_work, device_name, seconds_per_call, sig
 from stylegan_cli.core.device import peak_memory_gib
 from stylegan_cli.model.generator import Generator
 from stylegan_cli.synthesis.images import quantize
@@ -26,7 +26,7 @@ def generate_figures(*, arch: str, g_arch: str, resolution: int, batch: int, pre
             return quantize(img)
 
     seconds = seconds_per_call(generate, warmup, iters, device)
-    flops = count_flops(lambda: generate(G.synthesis))
+    flops = count_work(lambda: generate(G.synthesis)).flops
     return {
         "device": device_name(device),
         "arch": arch, "g_arch": g_arch, "fmap_base": fmap_base, "resolution": resolution, "batch": batch,

@@ -65,6 +65,7 @@ def _mount() -> None:
         mix,
         noise,
         prep,
+        project,
         report,
         sample,
         train,
@@ -80,6 +81,7 @@ def _mount() -> None:
     app.command("mix")(mix.mix)
     app.command("interpolate")(interpolate.interpolate)
     app.command("noise")(noise.noise)
+    app.command("project")(project.project)
     app.command("metrics")(metrics.metrics)
     app.command("report")(report.report)
     app.add_typer(classifiers.app, name="classifiers")

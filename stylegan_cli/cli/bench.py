@@ -1,9 +1,10 @@
 """`sgan bench`: speed figures for BENCHMARKS.md, measured the same way every time (docs/design.md §8).
 
-`bench train`, `bench generate` and `bench data` time the trainer's iteration, generation and the
-LMDB loader after a warm-up, with device synchronisation; FLOPs are counted by torch's flop formulas
-on the same work run eagerly. `bench prep` times sgan's alignment against FFHQ's reference on the
-same landmarks. The measuring is in the `bench/` package; these commands take the flags and print.
+`bench train`, `bench generate`, `bench project` and `bench data` time the trainer's iteration,
+generation, the projector's step and the LMDB loader after a warm-up, with device synchronisation;
+FLOPs are counted by torch's flop formulas on the same work run eagerly. `bench prep` times sgan's
+alignment against FFHQ's reference on the same landmarks. The measuring is in the `bench/` package;
+these commands take the flags and print.
 """
 
 from __future__ import annotations
@@ -19,15 +20,19 @@ from rich.table import Table
 from stylegan_cli.bench.data import loader_figures
 from stylegan_cli.bench.generate import generate_figures
 from stylegan_cli.bench.prep import find_faces, prep_figures
+from stylegan_cli.bench.project import project_figures
 from stylegan_cli.bench.train import train_figures
 from stylegan_cli.cli.options import (
     Arch,
     ConfigFOption,
     DArchOption,
     DataOption,
+    GArch,
     GArchOption,
     Precision,
+    ProjectionSpace,
     RunOption,
+    SpaceOption,
     architectures,
     power_of_two,
 )
@@ -53,6 +58,11 @@ def _print_figures(title: str, figures: dict, as_json: bool) -> None:
     Console(stderr=True).print(table)
     if as_json:
         results([], figures)
+
+
+def _capacity(networks: dict[str, str], resolution: int, fmap_base: int | None, device) -> int:
+    """--fmap-base, or the one `sgan train` would give this generator (config F's for a skip or resnet one)."""
+    return TrainConfig(resolution=resolution, **networks, fmap_base=fmap_base).resolved(device).fmap_base
 
 
 @app.command("prep")
@@ -98,10 +108,14 @@ def bench_train(
                                                               "regularisation periods.")] = 16,
     warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed iterations first (compilation, "
                                                                 "cuDNN autotuning).")] = 8,
+    profile: Annotated[Optional[Path], typer.Option("--profile", dir_okay=False, show_default=False,
+                                                    help="Also write torch.profiler's table of one more iteration "
+                                                         "(the 30 operators that took most device time) here.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Steady-state training speed: s/kimg, img/s, peak memory and achieved TFLOP/s of the trainer's own
-    iteration (a D step and a G step, R1 and path length at their schedule) on synthetic reals."""
+    iteration (a D step and a G step, R1 and path length at their schedule) on synthetic reals, and the
+    operators it dispatches and the times the host waits for the device (counted eagerly)."""
     networks = architectures(ctx, config_f, arch=arch, g_arch=g_arch, d_arch=d_arch)
     device = default_device()
     # One fixed resolution and nothing on a schedule but the regularisers: only the iteration is timed.
@@ -109,7 +123,7 @@ def bench_train(
                       lod_kimg=1e9, progressive=False, batch=batch, r1_every=r1_every,
                       precision=precision.value if precision else None, compile=compile_, snap_kimg=1e9,
                       tick_kimg=1e9, image_ticks=1, workers=0).resolved(device)
-    _print_figures("sgan bench train", train_figures(cfg, device, iters, warmup), as_json)
+    _print_figures("sgan bench train", train_figures(cfg, device, iters, warmup, profile), as_json)
 
 
 @app.command("generate")
@@ -131,13 +145,39 @@ def bench_generate(
     """Generation speed: z -> mapping -> synthesis -> uint8 images on the device, in img/s."""
     networks = architectures(ctx, arch=arch, g_arch=g_arch)
     device = default_device()
-    # The capacity `sgan train` would give this generator (config F's for a skip or resnet one).
-    cfg = TrainConfig(resolution=resolution, **networks, fmap_base=fmap_base, fmap_max=fmap_max).resolved(device)
     figures = generate_figures(
         **networks, resolution=resolution, batch=batch, precision=precision.value, compiled=compile_,
-        fmap_base=cfg.fmap_base, fmap_max=fmap_max, iters=iters, warmup=warmup, device=device,
+        fmap_base=_capacity(networks, resolution, fmap_base, device), fmap_max=fmap_max, iters=iters, warmup=warmup,
+        device=device,
     )
     _print_figures("sgan bench generate", figures, as_json)
+
+
+@app.command("project")
+def bench_project(
+    ctx: typer.Context,
+    resolution: Annotated[int, typer.Option("--resolution", callback=power_of_two(16),
+                                            help="Generator resolution.")] = 1024,
+    arch: Annotated[Arch, typer.Option("--arch", help="Generator architecture (one with a mapping network).")] = (
+        Arch.stylegan2
+    ),
+    g_arch: GArchOption = GArch.skip,
+    space: SpaceOption = ProjectionSpace.w,
+    fmap_base: FmapBaseOption = C.fmap_base,
+    fmap_max: FmapMaxOption = C.fmap_max,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Timed steps.")] = 20,
+    warmup: Annotated[int, typer.Option("--warmup", min=1, help="Untimed steps first.")] = 3,
+    as_json: JsonOption = False,
+) -> None:
+    """Projection speed (`sgan project`, StyleGAN2 §5): optimisation steps per second, LPIPS included."""
+    networks = architectures(ctx, arch=arch, g_arch=g_arch)
+    if networks["arch"] == "pggan":
+        raise UsageError("--arch pggan has no mapping network to project into.")
+    device = default_device()
+    figures = project_figures(**networks, resolution=resolution, fmap_base=_capacity(networks, resolution, fmap_base,
+                                                                                     device),
+                              fmap_max=fmap_max, space=space.value, steps=steps, warmup=warmup, device=device)
+    _print_figures("sgan bench project", figures, as_json)
 
 
 @app.command("data")

@@ -82,7 +82,8 @@ unmixed sources along the top (columns) and down the left edge (rows).
     Writes into RUN/mix/ (or --out) grid.png; each mix as SOURCES.png, SOURCES naming the latent of every named \
 group, coarse to fine, joined by '-' (seed0001-seed0004.png); and latents.npz: w (one row per \
 mix, row-major over the grid, before truncation, as sgan sample saves them) and names. Random \
-noise is drawn from the seed whose latent supplies an image's first style layer.
+noise is drawn from the seed whose latent supplies an image's first style layer; a latent that carries its \
+own noise maps (from sgan project) gives them to its image and to the mixes whose first style layer it supplies.
     """
     texts = dict(zip(mixing.GROUPS, (coarse, middle, fine)))
     named = [g for g in mixing.GROUPS if texts[g] is not None]

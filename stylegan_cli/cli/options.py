@@ -12,6 +12,7 @@ from stylegan_cli.core import rundir
 from stylegan_cli.core.errors import UsageError
 from stylegan_cli.model.discriminator import D_ARCHS
 from stylegan_cli.model.generator import ARCHS, G_ARCHS, Generator
+from stylegan_cli.projection.projector import SPACES
 from stylegan_cli.training.config import CONFIG_F, LOSSES, PRECISIONS
 
 RunOption = Annotated[
@@ -26,12 +27,13 @@ DataOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of paths.")]
 
 
-# The choices of --arch, --g-arch, --d-arch, --loss and --precision, from the lists the library defines.
+# The choices of --arch, --g-arch, --d-arch, --loss, --precision and --space, from the lists the library defines.
 Arch = Enum("Arch", {name: name for name in ARCHS}, type=str)
 GArch = Enum("GArch", {name: name for name in G_ARCHS}, type=str)
 DArch = Enum("DArch", {name: name for name in D_ARCHS}, type=str)
 Loss = Enum("Loss", {name.replace("-", "_"): name for name in LOSSES}, type=str)
 Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)
+ProjectionSpace = Enum("ProjectionSpace", {name: name for name in SPACES}, type=str)
 
 
 class NoiseMode(str, Enum):
@@ -46,6 +48,9 @@ GArchOption = Annotated[GArch, typer.Option(
 DArchOption = Annotated[DArch, typer.Option(
     "--d-arch", help="Discriminator design: Progressive GAN's, growable (orig), or StyleGAN2's input skips or "
                      "residual blocks (stylegan2 only; §4.1, Figure 7).")]
+SpaceOption = Annotated[ProjectionSpace, typer.Option(
+    "--space", help="Where a projection searches (StyleGAN2 §5): w, one w for every style input; wplus, one w per "
+                    "style input (closer reconstructions that mix less cleanly).")]
 ConfigFOption = Annotated[bool, typer.Option(
     "--config-f", help="StyleGAN2 config F: --arch stylegan2 --g-arch skip --d-arch resnet.")]
 CkptOption = Annotated[Optional[Path], typer.Option("--ckpt", help="Checkpoint to read (default: the run's newest).",

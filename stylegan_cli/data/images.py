@@ -132,3 +132,14 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
 def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
     """An (H, W) array of values in 0..255 as an (H, W, 3) uint8 array."""
     return np.repeat(gray.astype(np.uint8)[:, :, np.newaxis], 3, axis=2)
+
+
+def center_square(rgb: np.ndarray, resolution: int) -> np.ndarray:
+    """Centre crop to a square, then a Lanczos resize to the output size."""
+    h, w = rgb.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    img = Image.fromarray(rgb[top : top + side, left : left + side])
+    if side != resolution:
+        img = img.resize((resolution, resolution), Image.Resampling.LANCZOS)
+    return np.asarray(img)

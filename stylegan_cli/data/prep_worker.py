@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from stylegan_cli.core import signals
 from stylegan_cli.core.errors import SganError
 from stylegan_cli.data import align
 from stylegan_cli.data.dataset import Record, build_levels, encode_level, pixel_md5
-from stylegan_cli.data.images import Rejected, load_rgb
+from stylegan_cli.data.images import Rejected, center_square, load_rgb
 from stylegan_cli.data.landmarks import load_landmarks_file, make_detector
 
 FFHQ_MD5_RESOLUTION = 1024  # FFHQ's pixel_md5 values are of its 1024x1024 images
@@ -79,7 +78,7 @@ def process(position: int) -> tuple[int, list[Record], dict | None, dict]:
         rgb = load_rgb(w.src / rel, w.settings["max_pixels"])
         lap("decode")
         if w.settings["kind"] == "images":
-            tops = [(_square(rgb, w.settings["resolution"]), {})]
+            tops = [(center_square(rgb, w.settings["resolution"]), {})]
         else:
             tops = _align_faces(w, position, rgb, lap)
         records = []
@@ -124,14 +123,3 @@ def _align_faces(w: _Worker, position: int, rgb: np.ndarray, lap) -> list[tuple[
         aligned.append((top, extra))
     lap("align")
     return aligned
-
-
-def _square(rgb: np.ndarray, resolution: int) -> np.ndarray:
-    """Centre crop to a square, then a Lanczos resize to the output size."""
-    h, w = rgb.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    img = Image.fromarray(rgb[top : top + side, left : left + side])
-    if side != resolution:
-        img = img.resize((resolution, resolution), Image.Resampling.LANCZOS)
-    return np.asarray(img)

@@ -60,21 +60,27 @@ class LPIPS(nn.Module):
             taps.append(x)
         return taps
 
+    def embed(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The five taps of images x (NCHW in [-1, 1]) unit-normalised along channels, in float32: what
+        `distance` compares, so that a fixed image (a projection's target) is embedded once."""
+        if min(x.shape[-2:]) < MIN_SIZE:
+            raise SganError(f"LPIPS-VGG16 needs images of at least {MIN_SIZE}x{MIN_SIZE} pixels, "
+                            f"not {x.shape[-2]}x{x.shape[-1]}.")
+        taps = [t.float() for t in self.features((x - self.shift) / self.scale)]
+        return [t / (t.square().sum(dim=1, keepdim=True).sqrt() + EPS) for t in taps]
+
+    def distance(self, e0: list[torch.Tensor], e1: list[torch.Tensor]) -> torch.Tensor:
+        """LPIPS between two embeddings (batches broadcast): per tap, the squared differences weighted per
+        channel and averaged over space, summed over the taps."""
+        return sum((((a - b).square() * w.float().view(1, -1, 1, 1)).sum(dim=1).mean(dim=(1, 2))
+                    for a, b, w in zip(e0, e1, self.lin, strict=True)))
+
     def forward(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
         if x0.shape != x1.shape:
             raise ValueError(f"LPIPS compares images of one shape, not {tuple(x0.shape)} and {tuple(x1.shape)}")
-        if min(x0.shape[-2:]) < MIN_SIZE:
-            raise SganError(f"LPIPS-VGG16 needs images of at least {MIN_SIZE}x{MIN_SIZE} pixels, "
-                            f"not {x0.shape[-2]}x{x0.shape[-1]}.")
         n = x0.shape[0]
-        x = (torch.cat([x0, x1]) - self.shift) / self.scale
-        total = torch.zeros(n, device=x.device)
-        for feats, weight in zip(self.features(x), self.lin):
-            feats = feats.float()
-            feats = feats / (feats.square().sum(dim=1, keepdim=True).sqrt() + EPS)
-            diff = (feats[:n] - feats[n:]).square()
-            total = total + (diff * weight.float().view(1, -1, 1, 1)).sum(dim=1).mean(dim=(1, 2))
-        return total
+        both = self.embed(torch.cat([x0, x1]))
+        return self.distance([t[:n] for t in both], [t[n:] for t in both])
 
 
 def load_lpips(path: Path | None = None, device: torch.device | str = "cpu") -> LPIPS:

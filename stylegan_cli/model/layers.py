@@ -41,6 +41,11 @@ def resolution_log2(res: int) -> int:
 # Shared building blocks.
 
 
+def scaled(bias: torch.Tensor | None, gain: float) -> torch.Tensor | None:
+    """`bias` times `gain`, without an operation (two with its gradient) when the gain is one."""
+    return bias if bias is None or gain == 1 else bias * gain
+
+
 class EqualizedLinear(nn.Module):
     """Dense layer with the equalized learning rate (PG §4.1): weights stored N(0, 1)/lr_mul and scaled at
     run time by lr_mul * gain / sqrt(fan_in), the bias by lr_mul. With Adam, lr_mul scales the layer's
@@ -62,7 +67,7 @@ class EqualizedLinear(nn.Module):
         self.bias_mul = lr_mul * self.bias_gain
 
     def scaled_bias(self) -> torch.Tensor | None:
-        return None if self.bias is None else self.bias * self.bias_mul
+        return scaled(self.bias, self.bias_mul)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight * self.weight_gain, self.scaled_bias())
@@ -82,7 +87,7 @@ class EqualizedConv2d(nn.Module):
         self.padding = kernel_size // 2
 
     def scaled_bias(self) -> torch.Tensor | None:
-        return None if self.bias is None else self.bias * self.bias_mul
+        return scaled(self.bias, self.bias_mul)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.weight * self.weight_gain, self.scaled_bias(), padding=self.padding)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import math
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +83,36 @@ def png_bytes(img: np.ndarray) -> bytes:
 def save_png(path: Path, img: np.ndarray) -> Path:
     """Writes an (H, W, 3) uint8 image as PNG, atomically."""
     return rundir.write_bytes(path, png_bytes(img))
+
+
+class PngWriter:
+    """Writes PNGs on `workers` threads (default: one per core) while the caller renders the next images, so
+    the generator does not wait on encoding or the disk: Pillow's zlib encoding releases the GIL. At most
+    `2 * workers` images wait at a time, which bounds the memory they hold. A failed write is raised by a
+    later `write` or by leaving the block, which first lets every started write finish (each is atomic); a
+    block left by an exception (a stop signal) reports that exception, not the writes'."""
+
+    def __init__(self, workers: int | None = None):
+        self.workers = workers or len(os.sched_getaffinity(0))
+        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="png")
+        self.pending: deque[Future] = deque()
+
+    def write(self, path: Path, img: np.ndarray) -> Path:
+        self.pending.append(self.pool.submit(save_png, path, img))
+        while len(self.pending) > 2 * self.workers:
+            self.pending.popleft().result()
+        return path
+
+    def __enter__(self) -> PngWriter:
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        try:
+            while self.pending:
+                write = self.pending.popleft()
+                if exc_type is None:
+                    write.result()
+                else:
+                    wait([write])
+        finally:
+            self.pool.shutdown(wait=True)

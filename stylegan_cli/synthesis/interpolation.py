@@ -1,5 +1,5 @@
 """Walks through latent space (StyleGAN §4.1): the frame schedule, lerp in W and slerp in Z, and the
-frames as PNGs, an animated GIF and (with ffmpeg) an MP4.
+frames as PNGs, an animated GIF and (with ffmpeg) an MP4 (`synthesis/animation.py`).
 
 Between consecutive keyframes the latents move linearly in W and spherically in Z, the two paths
 along which StyleGAN §4.1 measures perceptual path length.
@@ -7,19 +7,17 @@ along which StyleGAN §4.1 measures perceptual path length.
 
 from __future__ import annotations
 
-import io
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from stylegan_cli.core import rundir
 from stylegan_cli.core.console import err
 from stylegan_cli.model.generator import Generator
+from stylegan_cli.synthesis.animation import gif_bytes, write_mp4
 from stylegan_cli.synthesis.images import enlarge, save_png
 from stylegan_cli.synthesis.latents import Latent, z_from_seed
 from stylegan_cli.synthesis.render import to_ws
@@ -64,32 +62,6 @@ def frame_ws(G: Generator, keys: list[Latent], frames: list[tuple[int, int, floa
                 [Latent(f"frame{i:05d}") for i in range(len(frames))])
     latents = [Latent(f"frame{i:05d}", z=slerp(keys[a].z, keys[b].z, t)) for i, (a, b, t) in enumerate(frames)]
     return to_ws(G, latents), latents
-
-
-def gif_bytes(frames: np.ndarray, fps: int) -> bytes:
-    """An endlessly repeating animated GIF; Pillow merges identical consecutive frames (timing kept)."""
-    images = [Image.fromarray(f) for f in frames]
-    buf = io.BytesIO()
-    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
-    return buf.getvalue()
-
-
-def write_mp4(path: Path, frames: np.ndarray, fps: int, ffmpeg: str) -> bool:
-    """Encodes the frames as H.264 MP4 with ffmpeg (bit-exact, single-threaded, so runs agree); False
-    with a note on stderr if ffmpeg fails."""
-    h, w = frames.shape[1:3]
-    with rundir.atomic_path(path) as tmp:
-        done = subprocess.run(
-            [ffmpeg, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
-             "-framerate", str(fps), "-i", "-", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-threads", "1",
-             "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-fflags", "+bitexact", "-flags", "+bitexact",
-             "-map_metadata", "-1", "-f", "mp4", str(tmp)],
-            input=frames.tobytes(), capture_output=True)
-        if done.returncode != 0:
-            reason = (done.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
-            err.print(f"note: no MP4: ffmpeg failed ({reason}).", markup=False)
-            return False
-    return True
 
 
 def save_animation(out: Path, images: np.ndarray, fps: int,

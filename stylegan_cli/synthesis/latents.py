@@ -3,7 +3,9 @@ and the `.npz` latents files the stages write (docs/design.md §11).
 
 A seed s stands for z = N(0, I) drawn by `numpy.random.RandomState(s)`, the convention of NVIDIA's
 scripts, so seed 7 is the same face here as there. An `.npz` holds `z` and/or `w` arrays (N, dim),
-optionally `seeds` (N,); `file.npz:3` picks row 3. `-` reads stdin: either an `.npz` itself, or the
+optionally `seeds` (N,) or `names` (N,) to label its rows, and noise maps `noise0`, `noise1`, ...
+(N, r, r), one per noise input of the generator, where a row's image needs its own noise (a
+projection's, `sgan project`); `file.npz:3` picks row 3. `-` reads stdin: either an `.npz` itself, or the
 paths another stage printed, among which the first `.npz` is taken, so that
 `sgan sample --save-latents | sgan mix --coarse - --fine 5` works.
 """
@@ -24,6 +26,8 @@ from stylegan_cli.core import rundir
 from stylegan_cli.core.errors import UsageError
 
 _RANGE = re.compile(r"^(-?\d+)(?:-(\d+))?$")
+_NOISE = re.compile(r"noise(\d+)")
+_FILE_NAME = re.compile(r"[\w-][\w.-]{0,199}")
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -56,12 +60,14 @@ def z_from_seed(seed: int, z_dim: int) -> np.ndarray:
 
 @dataclass
 class Latent:
-    """One latent input: a z, a w, or both, a label for file names, and its seed when it has one."""
+    """One latent input: a z, a w, or both, a label for file names, its seed when it has one, and the noise
+    maps its image is rendered with when it carries its own (a projection's)."""
 
     label: str
     z: np.ndarray | None = None  # (z_dim,)
     w: np.ndarray | None = None  # (w_dim,) or (num_ws, w_dim)
     seed: int | None = None
+    noise: list[np.ndarray] | None = None  # one (r, r) float32 map per noise input, coarse to fine
 
 
 def seed_latent(seed: int, z_dim: int) -> Latent:
@@ -110,24 +116,40 @@ def _from_npz(data: bytes, name: str, row: int | None) -> list[Latent]:
     if z is None and w is None:
         raise UsageError(f"{name} holds neither a z nor a w array (it has: {', '.join(arrays) or 'nothing'}).")
     n = len(z) if z is not None else len(w)
-    seeds = arrays.get("seeds")
+    seeds, names = arrays.get("seeds"), arrays.get("names")
+    noise = [arrays[k] for k in sorted((k for k in arrays if _NOISE.fullmatch(k)), key=lambda k: int(k[5:]))]
+    if any(maps.ndim != 3 or len(maps) != n for maps in noise):
+        raise UsageError(f"{name}: its noise maps must be (N, r, r) arrays with one map per row ({n}).")
     rows = range(n) if row is None else [row]
     if row is not None and not 0 <= row < n:
         raise UsageError(f"{name} has {n} latents; index {row} is out of range.")
-    return [Latent(label=f"seed{int(seeds[i]):04d}" if seeds is not None else f"{Path(name).stem}-{i}",
+
+    def label(i: int) -> str:  # a label names files: a stored name only where it is a plain file name
+        if seeds is not None:
+            return f"seed{int(seeds[i]):04d}"
+        if names is not None and _FILE_NAME.fullmatch(str(names[i])):
+            return str(names[i])
+        return f"{Path(name).stem}-{i}"
+
+    return [Latent(label=label(i),
                    z=None if z is None else np.asarray(z[i], np.float64),
                    w=None if w is None else np.asarray(w[i], np.float32),
-                   seed=None if seeds is None else int(seeds[i])) for i in rows]
+                   seed=None if seeds is None else int(seeds[i]),
+                   noise=[np.asarray(maps[i], np.float32) for maps in noise] or None) for i in rows]
 
 
 def save_latents(path: Path, latents: list[Latent], ws: torch.Tensor, names: bool = False) -> Path:
     """An .npz with w (N, num_ws, w_dim), z (N, z_dim) where every latent had one, seeds where every
-    latent had one, and with `names` each latent's label: what `file.npz[:i]` and `-` read back."""
+    latent had one, noise0, noise1, ... (N, r, r) where every latent carries its noise maps, and with
+    `names` each latent's label: what `file.npz[:i]` and `-` read back."""
     arrays = {"w": ws.cpu().numpy().astype(np.float32)}
     if all(latent.z is not None for latent in latents):
         arrays["z"] = np.stack([latent.z for latent in latents]).astype(np.float64)
     if all(latent.seed is not None for latent in latents):
         arrays["seeds"] = np.array([latent.seed for latent in latents], np.int64)
+    if latents and all(latent.noise is not None for latent in latents):
+        arrays.update({f"noise{i}": np.stack(maps).astype(np.float32)
+                       for i, maps in enumerate(zip(*(latent.noise for latent in latents)))})
     if names:
         arrays["names"] = np.array([latent.label for latent in latents])
     buf = io.BytesIO()

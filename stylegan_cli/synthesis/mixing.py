@@ -78,7 +78,8 @@ class MixGrid:
     col_ws: torch.Tensor
     mixes: torch.Tensor  # (rows x cols, num_ws, w_dim), row-major, before truncation
     names: list[str]  # each mix's sources, one latent per named group, coarse to fine, joined by '-'
-    noise_seeds: list[int]  # each mix's: the seed of the latent that supplies its first style layer
+    noise_sources: list[Latent]  # each mix's latent that supplies its first style layer: its seed or its own
+    # noise maps give the mix's noise
 
 
 def plan_grid(G: Generator, latents: dict[str, list[Latent]], sources: list[str]) -> MixGrid:
@@ -87,15 +88,15 @@ def plan_grid(G: Generator, latents: dict[str, list[Latent]], sources: list[str]
     named = list(latents)
     rows, cols = grid_axes(named, {g: len(latents[g]) for g in named})
     ws = {g: to_ws(G, latents[g]) for g in named}
-    mixes, names, noise_seeds = [], [], []
+    mixes, names, noise_sources = [], [], []
     for r, row in enumerate(latents[rows]):
         for c, col in enumerate(latents[cols]):
             picked = {**{g: latents[g][0] for g in named}, rows: row, cols: col}
             mixes.append(mix_ws({**{g: ws[g][0] for g in named}, rows: ws[rows][r], cols: ws[cols][c]}, sources))
             names.append("-".join(picked[g].label for g in named))
-            noise_seeds.append(noise_seed(picked[sources[0]]))
+            noise_sources.append(picked[sources[0]])
     return MixGrid(row_group=rows, col_group=cols, rows=latents[rows], cols=latents[cols], row_ws=ws[rows],
-                   col_ws=ws[cols], mixes=torch.stack(mixes), names=names, noise_seeds=noise_seeds)
+                   col_ws=ws[cols], mixes=torch.stack(mixes), names=names, noise_sources=noise_sources)
 
 
 def render_grid(G: Generator, grid: MixGrid, psi: float, cutoff: int | None, noise_mode: str,
@@ -105,8 +106,9 @@ def render_grid(G: Generator, grid: MixGrid, psi: float, cutoff: int | None, noi
     `images.enlarge` (`grid_scale`: --grid-scale)."""
     n_rows, n_cols = len(grid.rows), len(grid.cols)
     all_ws = truncate(G, torch.cat([grid.col_ws, grid.row_ws, grid.mixes]), psi, cutoff)
-    seeds = [noise_seed(x) for x in grid.cols + grid.rows] + grid.noise_seeds
-    images = synthesize(G, all_ws, batch, noise_mode, seeds, description="mix")
+    noise_from = grid.cols + grid.rows + grid.noise_sources
+    images = synthesize(G, all_ws, batch, noise_mode, [noise_seed(x) for x in noise_from],
+                        own_noise=[x.noise for x in noise_from], description="mix")
     col_images, row_images, mixed = np.split(images, [n_cols, n_cols + n_rows])
     cells = [np.full_like(images[0], 255), *col_images]
     for r in range(n_rows):

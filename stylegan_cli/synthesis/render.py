@@ -2,10 +2,13 @@
 
 A latent's z goes through the mapping network to the same w for every style input, unless the
 latent carries its w (StyleGAN §2). With noise mode `random`, the noise of each image is drawn
-from its own seed (StyleGAN §3.2), so results do not depend on `--batch`.
+from its own seed (StyleGAN §3.2), so results do not depend on `--batch`; an image whose latent carries
+its own noise maps (a projection's) is rendered with them whatever the mode.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -36,8 +39,17 @@ def to_ws(G: Generator, latents: list[Latent]) -> torch.Tensor:
             with torch.no_grad():
                 z = torch.as_tensor(latent.z, dtype=torch.float32, device=device).unsqueeze(0)
                 w = G.mapping(z, broadcast=True)[0]
+        if latent.noise is not None:
+            shapes, wanted = [m.shape for m in latent.noise], [(r, r) for r in noise_resolutions(G)]
+            if shapes != wanted:
+                raise UsageError(f"{latent.label}: its noise maps are {_sizes(shapes)}; this generator's noise inputs "
+                                 f"are {_sizes(wanted)}.")
         out.append(w)
     return torch.stack(out)
+
+
+def _sizes(shapes: list[tuple[int, ...]]) -> str:
+    return ", ".join("x".join(map(str, s)) for s in shapes) or "none"
 
 
 def noise_seed(latent: Latent, fallback: int = 0) -> int:
@@ -48,27 +60,39 @@ def noise_seed(latent: Latent, fallback: int = 0) -> int:
 
 def synthesize(G: Generator, ws: torch.Tensor, batch: int, noise_mode: str = "const",
                noise_seeds: list[int] | None = None, noise_layers: list[bool] | None = None,
-               description: str = "synthesis") -> np.ndarray:
-    """(N, num_ws, w_dim) styles to (N, R, R, 3) uint8 images, `batch` at a time.
+               own_noise: list[list[np.ndarray] | None] | None = None, description: str = "synthesis") -> np.ndarray:
+    """(N, num_ws, w_dim) styles to (N, R, R, 3) uint8 images: `render_batches`, joined."""
+    return np.concatenate(list(render_batches(G, ws, batch, noise_mode, noise_seeds, noise_layers, own_noise,
+                                              description)))
 
-    `noise_seeds` (one per image) seed its noise in `random` mode; `noise_layers` (one flag per
-    noise input, coarse to fine) keeps noise only where True (StyleGAN Figure 5)."""
+
+def render_batches(G: Generator, ws: torch.Tensor, batch: int, noise_mode: str = "const",
+                   noise_seeds: list[int] | None = None, noise_layers: list[bool] | None = None,
+                   own_noise: list[list[np.ndarray] | None] | None = None,
+                   description: str = "synthesis") -> Iterator[np.ndarray]:
+    """(N, num_ws, w_dim) styles to (n, R, R, 3) uint8 images, `batch` at a time, each batch as it is done, so
+    a stage can write one while the next renders.
+
+    `noise_seeds` (one per image) seed its noise in `random` mode; `own_noise` (one per image: its
+    noise maps, as `Latent.noise`, or None) replaces the mode's noise for an image that has them;
+    `noise_layers` (one flag per noise input, coarse to fine) keeps noise only where True (StyleGAN Figure 5)."""
     n = ws.shape[0]
     seeds = noise_seeds if noise_seeds is not None else list(range(n))
-    images = []
-    with torch.no_grad(), progress(description, n) as bar:
+    own = own_noise if own_noise is not None else [None] * n
+    with progress(description, n) as bar:
         for start in range(0, n, batch):
-            chunk = ws[start : start + batch]
-            noise = None
-            if noise_mode == "random" or noise_layers is not None:
-                noise = _noise(G, seeds[start : start + batch], noise_mode, noise_layers)
-            out = G.synthesis(chunk, noise_mode=noise_mode, noise=noise)
-            images.append(to_uint8(out))
+            chunk, chunk_own = ws[start : start + batch], own[start : start + batch]
+            with torch.no_grad():
+                noise = None
+                if noise_mode == "random" or noise_layers is not None or any(m is not None for m in chunk_own):
+                    noise = _noise(G, seeds[start : start + batch], noise_mode, noise_layers, chunk_own)
+                images = to_uint8(G.synthesis(chunk, noise_mode=noise_mode, noise=noise))
             bar.advance(len(chunk))
-    return np.concatenate(images)
+            yield images
 
 
-def _noise(G: Generator, seeds: list[int], mode: str, layers: list[bool] | None) -> list[torch.Tensor]:
+def _noise(G: Generator, seeds: list[int], mode: str, layers: list[bool] | None,
+           own: list[list[np.ndarray] | None]) -> list[torch.Tensor]:
     device = G.w_avg.device
     if mode == "random":
         per_image = [G.make_noise(1, generator=torch.Generator().manual_seed(s), device=device) for s in seeds]
@@ -77,6 +101,9 @@ def _noise(G: Generator, seeds: list[int], mode: str, layers: list[bool] | None)
         noise = [b.expand(len(seeds), -1, -1, -1) for b in const_noise(G)]
     else:
         noise = [torch.zeros(len(seeds), 1, r, r, device=device) for r in noise_resolutions(G)]
+    if any(m is not None for m in own):
+        noise = [torch.stack([x[i] if maps is None else torch.from_numpy(maps[k]).to(device)[None]
+                              for i, maps in enumerate(own)]) for k, x in enumerate(noise)]
     if layers is not None:
         noise = [x if keep else torch.zeros_like(x) for x, keep in zip(noise, layers, strict=True)]
     return noise

@@ -1,11 +1,15 @@
-"""`sgan bench prep`: prints figures for BENCHMARKS.md on any machine, this one included."""
+"""`sgan bench`: prints figures for BENCHMARKS.md on any machine, this one included."""
 
 from __future__ import annotations
 
 import json
 import shutil
 
-from conftest import FACES, sgan
+import pytest
+import torch
+from conftest import FACES, sgan, sgan_here
+
+from stylegan_cli.bench.timing import count_work
 
 
 def test_bench_prep_compares_with_the_reference_on_the_same_landmarks(prepped, tmp_path):
@@ -30,16 +34,52 @@ def test_bench_prep_compares_with_the_reference_on_the_same_landmarks(prepped, t
     assert figures["psnr_db_min"] >= 40  # the fast path stays within 40 dB of FFHQ's from 128x128 up
 
 
-def test_bench_train_times_the_trainers_step_and_counts_its_flops():
+def test_bench_train_times_the_trainers_step_counts_its_work_and_profiles_it(tmp_path):
     result = sgan("bench", "train", "--resolution", 16, "--batch", 4, "--fmap-base", 64, "--fmap-max", 16,
-                  "--arch", "stylegan2", "--r1-every", 2, "--iters", 1, "--warmup", 1, "--json")
+                  "--arch", "stylegan2", "--r1-every", 2, "--iters", 1, "--warmup", 1, "--json",
+                  "--profile", tmp_path / "profile.txt")
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
     assert figures["r1_every"] == 2 and figures["pl_every"] == 4  # path length every 4 steps by default
     assert figures["iterations"] == 4  # whole periods of the lazy regularisers
     assert abs(figures["s_per_kimg"] / 1000 * figures["img_per_s"] - 1) < 0.01
     assert figures["gflop_per_iteration"] > 0 and figures["tflop_per_s"] >= 0 and figures["peak_memory_gib"] > 0
+    assert figures["ops_per_iteration"] > 0
     assert "s_per_kimg" in result.stderr  # the table, for people
+    assert "aten::convolution" in (tmp_path / "profile.txt").read_text()  # torch.profiler's, of one more iteration
+
+
+def test_a_training_iteration_never_waits_for_the_device():
+    """No loss read back, no branch on a tensor, no blocking copy: the host can queue iterations ahead of the GPU
+    (docs/design.md §8). fp16 covers the loss scaling, whose skipped steps are decided on the device."""
+    result = sgan("bench", "train", "--resolution", 16, "--batch", 4, "--fmap-base", 64, "--fmap-max", 16,
+                  "--arch", "stylegan2", "--r1-every", 2, "--precision", "fp16", "--iters", 1, "--warmup", 1, "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["precision"] == "fp16" and figures["iterations"] == 4  # every pass: G, G_pl, D, D_r1
+    assert figures["syncs_per_iteration"] == 0
+
+
+def test_the_work_counter_counts_what_the_host_waits_for_and_nothing_on_the_host_side():
+    net = torch.nn.Linear(4, 1)
+    opt = torch.optim.Adam(net.parameters())  # not fused: reads its step counts, which live on the host
+    x = torch.randn(8, 4)
+
+    def step() -> torch.Tensor:
+        opt.zero_grad()
+        loss = net(x).square().mean()
+        loss.backward()
+        opt.step()
+        return loss
+
+    step()  # the optimiser's state exists
+    quiet = count_work(step, list(net.parameters()))
+    read = count_work(lambda: step().item(), list(net.parameters()))
+    assert quiet.syncs == 0 and read.syncs == 1 and read.ops == quiet.ops + 1
+    assert quiet.flops == read.flops == 2 * 2 * 8 * 4  # the forward and the weight gradient (x needs none)
+    host = torch.randn(4)  # a copy to another device waits unless it is non_blocking ("meta" stands in for a GPU)
+    assert count_work(lambda: host.to("meta")).syncs == 1
+    assert count_work(lambda: host.to("meta", non_blocking=True)).syncs == 0
 
 
 def test_bench_generate_reports_images_per_second_and_flops_per_image():
@@ -51,6 +91,18 @@ def test_bench_generate_reports_images_per_second_and_flops_per_image():
     small, large = json.loads(small.stdout), json.loads(large.stdout)
     assert small["img_per_s"] > 0 and large["precision"] == "bf16"
     assert large["gflop_per_image"] > small["gflop_per_image"] > 0  # one more block of convolutions
+
+
+def test_bench_project_reports_steps_per_second_of_the_projector(capsys):
+    result = sgan("bench", "project", "--resolution", 16, "--fmap-base", 64, "--fmap-max", 16, "--space", "wplus",
+                  "--steps", 2, "--warmup", 1, "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert (figures["arch"], figures["g_arch"], figures["space"], figures["steps"]) == ("stylegan2", "skip", "wplus", 2)
+    assert figures["steps_per_s"] > 0
+    assert figures["s_per_1000_steps"] == pytest.approx(1000 / figures["steps_per_s"], rel=1e-3)
+    code, _, err = sgan_here(capsys, "bench", "project", "--arch", "pggan", "--g-arch", "orig")
+    assert code == 2 and "no mapping network" in err
 
 
 def test_bench_data_measures_every_level_of_the_dataset(prepped):

@@ -194,8 +194,8 @@ def test_two_gloo_processes_train_like_one(tmp_path, data):
     what three steps make of floating-point reordering) and the same networks up to that reordering.
     (Adam's per-element normalisation makes weights
     with near-zero gradients move by up to about lr per step, either way, on such noise: a 1-process
-    run with another thread count differs as much, so weights are compared with that in mind, G's
-    moving average, which follows G from the start (its ramp-up), to 3 steps of lr 0.001 each way.)"""
+    run with another thread count differs as much, so weights are compared with that in mind: D to 3 steps
+    of lr 0.001, G's moving average, which follows G from the start (its ramp-up), to 3 steps each way.)"""
     args = ["--kimg", 0.024, "--lod-kimg", 0.032, "--batch", 8, "--snap", 1, "--seed", 3, "--tick", 0.008]
     single = sgan(*train_args(tmp_path / "one", data, *args))
     assert single.returncode == 0, single.stderr
@@ -213,7 +213,7 @@ def test_two_gloo_processes_train_like_one(tmp_path, data):
             assert b[key] == pytest.approx(a[key], rel=3e-4, abs=1e-5), (a["kimg"], key)
     one, two = final_state(tmp_path / "one"), final_state(tmp_path / "two")
     assert one["nimg"] == two["nimg"] == 24
-    for net, atol in (("D", 1e-3), ("G_ema", 1e-2)):
+    for net, atol in (("D", 3e-3), ("G_ema", 1e-2)):
         for key, value in one[net].items():
             torch.testing.assert_close(two[net][key], value, rtol=0, atol=atol, msg=f"{net}.{key}")
 
