@@ -20,18 +20,10 @@
 # -d .whl lmdb dlib-bin`, for that machine's Python and platform); they are installed from there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${OUT:?set OUT to the folder for the results}"
-mkdir -p "$OUT"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-deadline=$((SECONDS + ${SGAN_GPU_BENCH_BUDGET:-420}))
+source pipelines/gpu_bench_lib.sh  # bench_start, measure: the installing, the machine and the recording
+bench_start gpu_bench
 
-if [ -d .whl ]; then python3 -m pip install --quiet --no-index --no-deps .whl/*.whl; fi
-python3 -m pip install --quiet --no-deps --no-build-isolation -e .
-python3 -c "import stylegan_cli.cli.app" 2>/dev/null || python3 -m pip install --quiet --retries 1 --timeout 10 -e .
-sgan=(python3 -m stylegan_cli)
-
-if [ "${SGAN_GPU_BENCH_TINY:-0}" = 1 ]; then
+if [ "$tiny" = 1 ]; then
     lo=16 hi=32 batch=4 per_class=2 small=(--fmap-base 64 --fmap-max 16) steps=(--iters 1 --warmup 1)
     steps_hi=("${steps[@]}") batches=(--batches 2)
 else
@@ -39,42 +31,7 @@ else
     batches=(--batches 30)
 fi
 
-# Helpers: the machine's description, one measurement added to gpu_bench.json, the first tick's timing.
-cat >"$work/machine.py" <<'EOF'
-import json, os, platform, shutil, subprocess, sys, time
-import torch
-cuda = torch.cuda.is_available()
-git = shutil.which("git") and subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
-commit = git and git.stdout.strip()
-json.dump({"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "tiny": sys.argv[2] == "1",
-           "device": torch.cuda.get_device_name() if cuda else "cpu", "cpus": os.cpu_count(),
-           "torch": torch.__version__, "cuda": torch.version.cuda if cuda else None,
-           "bf16": cuda and torch.cuda.is_bf16_supported(), "python": platform.python_version(),
-           "sgan_commit": commit or None}, open(sys.argv[1], "w"), indent=1)
-EOF
-cat >"$work/record.py" <<'EOF'
-import json, sys
-from pathlib import Path
-work, out, name, rc, seconds, *command = sys.argv[1:]
-work = Path(work)
-entry = {"name": name, "command": " ".join(command).replace("python3 -m stylegan_cli", "sgan"),
-         "seconds": int(seconds)}
-if rc == "skipped":
-    entry["status"] = "skipped: out of time"
-else:
-    try:
-        entry["figures"] = json.loads((work / f"{name}.out").read_text())
-        entry["status"] = "ok" if rc == "0" else f"exit {rc}"
-    except ValueError:
-        entry["status"] = "timed out" if rc in ("124", "137") else f"failed (exit {rc})"
-    if entry["status"] != "ok":
-        entry["error"] = (work / f"{name}.err").read_text().splitlines()[-15:]
-with open(work / "entries.jsonl", "a") as f:
-    f.write(json.dumps(entry) + "\n")
-entries = [json.loads(line) for line in (work / "entries.jsonl").read_text().splitlines()]
-summary = {"machine": json.loads((work / "machine.json").read_text()), "measurements": entries}
-(Path(out) / "gpu_bench.json").write_text(json.dumps(summary, indent=1) + "\n")
-EOF
+# The first tick's timing.
 cat >"$work/first_tick.py" <<'EOF'
 import json, subprocess, sys, time
 from pathlib import Path
@@ -91,23 +48,6 @@ print(json.dumps({"seconds_to_first_tick": first and round(first, 2), "seconds_i
                   "first_tick": ticks[0] if ticks else None}))
 sys.exit(proc.returncode)
 EOF
-python3 "$work/machine.py" "$work/machine.json" "${SGAN_GPU_BENCH_TINY:-0}"
-
-measure() {  # measure NAME LIMIT COMMAND...: COMMAND prints NAME's figures as JSON, within LIMIT seconds
-    local name=$1 limit=$2 rc=0 start=$SECONDS
-    shift 2
-    local left=$((deadline - SECONDS))
-    if ((left < 30)); then
-        python3 "$work/record.py" "$work" "$OUT" "$name" skipped 0 "$@"
-        return 0
-    fi
-    ((limit < left)) || limit=$left
-    echo "== $name ($((deadline - SECONDS)) s left): $*" | tee -a "$OUT/gpu_bench.log" >&2
-    timeout --kill-after=10 "$limit" "$@" >"$work/$name.out" 2>"$work/$name.err" || rc=$?
-    cat "$work/$name.err" >>"$OUT/gpu_bench.log"
-    python3 "$work/record.py" "$work" "$OUT" "$name" "$rc" $((SECONDS - start)) "$@"
-}
-
 train=("${sgan[@]}" bench train --batch "$batch" "${small[@]}" --json)
 measure "train_${lo}_stylegan_bf16" 90 "${train[@]}" --resolution "$lo" --precision bf16 "${steps[@]}" \
     --profile "$OUT/profile_${lo}.txt"
