@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from stylegan_cli.bench.timing import count_work, device_name, seconds_per_call, sig
-from stylegan_cli.core.device import peak_memory_gib
+from stylegan_cli.core.device import autocast, peak_memory_gib
 from stylegan_cli.model.generator import Generator
 from stylegan_cli.synthesis.images import quantize
 
@@ -17,10 +17,9 @@ def generate_figures(*, arch: str, g_arch: str, resolution: int, batch: int, pre
     G = Generator(arch, resolution, fmap_base=fmap_base, fmap_max=fmap_max, g_arch=g_arch).eval().requires_grad_(False)
     G.to(device)
     synthesis = torch.compile(G.synthesis) if compiled else G.synthesis
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
     def generate(synth=synthesis) -> torch.Tensor:
-        with torch.no_grad(), torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with torch.no_grad(), autocast(device, precision):
             z = torch.randn(batch, G.z_dim, device=device)
             img = synth(G.mapping(z, broadcast=True), noise_mode="random")
             return quantize(img)

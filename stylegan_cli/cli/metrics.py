@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from stylegan_cli.cli.options import CkptOption, DataOption, RunOption
+from stylegan_cli.cli.options import CkptOption, DataOption, Precision, RunOption
 from stylegan_cli.core import rundir
 from stylegan_cli.core.console import err
 from stylegan_cli.core.device import default_device
@@ -71,6 +71,9 @@ def metrics(
     classifiers: Annotated[Optional[Path], typer.Option("--classifiers", help="Attribute classifiers for ls, from "
                                                         "`sgan classifiers train` (default: RUN/classifiers).",
                                                         show_default=False)] = None,
+    precision: Annotated[Precision, typer.Option(
+        "--precision", help="Autocast dtype of the generator for the images FID, KID, PR, SWD and MS-SSIM compare "
+                            "(PPL and LS always run in fp32).")] = Precision.fp32,
     crop: Annotated[bool, typer.Option("--crop/--no-crop", help="PPL: measure the face region of aligned faces "
                                        "only, as StyleGAN does (turn off for other images).")] = True,
     run: RunOption = None,
@@ -108,9 +111,11 @@ def metrics(
             classifiers = rundir.stage_dir(run_dir, "classifiers")
         evaluator = for_checkpoint(loaded.G, state_res, alpha, dataset, batch=batch, seed=seed, device=device,
                                    workers=workers, inception=inception, lpips=lpips, classifiers=classifiers,
-                                   crop=crop)
+                                   crop=crop, precision=precision.value)
         checkpoint, kimg = str(loaded.ckpt), loaded.kimg
         settings = {"resolution": state_res, "alpha": alpha, "seed": seed, "data": str(dataset.path)}
+        if precision != Precision.fp32:  # results computed in fp32 keep the settings they always had
+            settings["precision"] = precision.value
     with rundir.stage(run_dir) as record:
         results = []
         for metric in parsed:  # each checked just before it is computed; the results before a refusal stay logged

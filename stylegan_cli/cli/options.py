@@ -9,11 +9,12 @@ from typing import Annotated, Optional
 import typer
 
 from stylegan_cli.core import rundir
+from stylegan_cli.core.device import PRECISIONS
 from stylegan_cli.core.errors import UsageError
 from stylegan_cli.model.discriminator import D_ARCHS
 from stylegan_cli.model.generator import ARCHS, G_ARCHS, Generator
 from stylegan_cli.projection.projector import SPACES
-from stylegan_cli.training.config import CONFIG_F, LOSSES, PRECISIONS
+from stylegan_cli.training.config import CONFIG_F, LOSSES
 
 RunOption = Annotated[
     Optional[Path],

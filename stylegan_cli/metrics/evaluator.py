@@ -123,10 +123,11 @@ def run_metrics(evaluator: Evaluator, metrics: list[Metric], run_dir: Path, chec
 
 def for_checkpoint(G: Generator, res: int, alpha: float, dataset: Dataset, *, batch: int, seed: int,
                    device: torch.device, workers: int, inception: Path | None = None, lpips: Path | None = None,
-                   classifiers: Path | None = None, crop: bool = True) -> Evaluator:
-    """An evaluator of generator G (at `res`, fade `alpha`) against `dataset` at the same resolution."""
+                   classifiers: Path | None = None, crop: bool = True, precision: str = "fp32") -> Evaluator:
+    """An evaluator of generator G (at `res`, fade `alpha`) against `dataset` at the same resolution; the images
+    the metrics compare are generated under `precision` autocast (PPL's always in fp32, metrics/ppl.py)."""
     at_res = AtResolution(G, res, alpha)
     return Evaluator(real=DatasetImages(dataset, res, workers),
-                     fake=GeneratedImages(G, res, alpha, seed, f"the generator at {res}x{res}"),
+                     fake=GeneratedImages(G, res, alpha, seed, f"the generator at {res}x{res}", precision),
                      G=at_res, batch=batch, seed=seed, device=device, inception_path=inception,
                      lpips_path=lpips, classifiers_path=classifiers, crop=crop)

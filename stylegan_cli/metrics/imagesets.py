@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from stylegan_cli.core import rundir, signals
+from stylegan_cli.core.device import autocast
 from stylegan_cli.core.errors import UsageError
 from stylegan_cli.data.dataset import Dataset, LevelImages
 from stylegan_cli.data.images import Rejected, list_images, load_rgb
@@ -89,10 +90,11 @@ class FolderImages(ImageSet):
 
 
 class GeneratedImages(ImageSet):
-    """The generator at `res` (fading in with `alpha`), z and noise drawn from `seed`, truncation psi 1."""
+    """The generator at `res` (fading in with `alpha`), z and noise drawn from `seed`, truncation psi 1, run
+    under `precision` autocast (core/device.py)."""
 
-    def __init__(self, G: Generator, res: int, alpha: float, seed: int, description: str):
-        self.G, self.size, self.alpha, self.seed = G, res, alpha, seed
+    def __init__(self, G: Generator, res: int, alpha: float, seed: int, description: str, precision: str = "fp32"):
+        self.G, self.size, self.alpha, self.seed, self.precision = G, res, alpha, seed, precision
         self.count, self.description = None, description
 
     def batches(self, n: int, batch: int) -> Iterator[torch.Tensor]:
@@ -102,7 +104,7 @@ class GeneratedImages(ImageSet):
             b = min(batch, n - start)
             z = torch.randn(b, G.z_dim, generator=gen).to(device)
             noise = G.make_noise(b, self.size, generator=gen, device=device)
-            with torch.no_grad():
+            with torch.no_grad(), autocast(device, self.precision):
                 ws = G.mapping(z, broadcast=True)
                 img = G.synthesis(ws, self.size, self.alpha, noise=noise)
             yield quantize(img)

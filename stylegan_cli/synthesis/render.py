@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from stylegan_cli.core.console import progress
+from stylegan_cli.core.device import autocast
 from stylegan_cli.core.errors import UsageError
 from stylegan_cli.model.generator import Generator
 from stylegan_cli.model.synthesis_layers import NoiseInjection
@@ -63,26 +64,27 @@ def synthesize(G: Generator, ws: torch.Tensor, batch: int, noise_mode: str = "co
                own_noise: list[list[np.ndarray] | None] | None = None, description: str = "synthesis") -> np.ndarray:
     """(N, num_ws, w_dim) styles to (N, R, R, 3) uint8 images: `render_batches`, joined."""
     return np.concatenate(list(render_batches(G, ws, batch, noise_mode, noise_seeds, noise_layers, own_noise,
-                                              description)))
+                                              description=description)))
 
 
 def render_batches(G: Generator, ws: torch.Tensor, batch: int, noise_mode: str = "const",
                    noise_seeds: list[int] | None = None, noise_layers: list[bool] | None = None,
-                   own_noise: list[list[np.ndarray] | None] | None = None,
+                   own_noise: list[list[np.ndarray] | None] | None = None, precision: str = "fp32",
                    description: str = "synthesis") -> Iterator[np.ndarray]:
     """(N, num_ws, w_dim) styles to (n, R, R, 3) uint8 images, `batch` at a time, each batch as it is done, so
     a stage can write one while the next renders.
 
     `noise_seeds` (one per image) seed its noise in `random` mode; `own_noise` (one per image: its
     noise maps, as `Latent.noise`, or None) replaces the mode's noise for an image that has them;
-    `noise_layers` (one flag per noise input, coarse to fine) keeps noise only where True (StyleGAN Figure 5)."""
+    `noise_layers` (one flag per noise input, coarse to fine) keeps noise only where True (StyleGAN Figure 5);
+    the synthesis network runs under `precision` autocast (core/device.py)."""
     n = ws.shape[0]
     seeds = noise_seeds if noise_seeds is not None else list(range(n))
     own = own_noise if own_noise is not None else [None] * n
     with progress(description, n) as bar:
         for start in range(0, n, batch):
             chunk, chunk_own = ws[start : start + batch], own[start : start + batch]
-            with torch.no_grad():
+            with torch.no_grad(), autocast(G.w_avg.device, precision):
                 noise = None
                 if noise_mode == "random" or noise_layers is not None or any(m is not None for m in chunk_own):
                     noise = _noise(G, seeds[start : start + batch], noise_mode, noise_layers, chunk_own)

@@ -16,7 +16,6 @@ import torch
 from stylegan_cli.model.checkpoint import NETWORK_KEYS
 
 LOSSES = ("r1", "wgan-gp")
-PRECISIONS = ("fp32", "bf16", "fp16")
 # StyleGAN2 config F (§4.1, Figure 7, Table 1): its generator with output skips, a residual discriminator.
 CONFIG_F = {"arch": "stylegan2", "g_arch": "skip", "d_arch": "resnet"}
 

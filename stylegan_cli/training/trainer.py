@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stylegan_cli.core.device import autocast
 from stylegan_cli.data.dataset import Dataset
 from stylegan_cli.model import checkpoint
 from stylegan_cli.model.losses import d_loss, g_loss, gradient_penalty, path_length, r1_penalty
@@ -114,8 +115,7 @@ class Trainer:
     # -- one iteration --
 
     def _autocast(self):
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.precision)
-        return torch.autocast(self.env.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+        return autocast(self.env.device, self.cfg.precision)
 
     def _share(self, t: torch.Tensor) -> torch.Tensor:
         """This process's share of a tensor drawn for the global batch: every world-th sample from its rank on,

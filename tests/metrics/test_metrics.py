@@ -150,6 +150,16 @@ def test_cached_dataset_statistics_give_the_same_fid(evaluated_run, user_cache):
     assert cached[0].stat().st_mtime_ns == before
 
 
+def test_the_generated_images_can_be_made_in_bf16_and_the_result_says_so(evaluated_run):
+    fp32, bf16 = (sgan("metrics", "-r", evaluated_run, "fid8", *flags, "--workers", 0, "--batch", 4, "--json")
+                  for flags in ([], ["--precision", "bf16"]))
+    assert fp32.returncode == 0 and bf16.returncode == 0, fp32.stderr + bf16.stderr
+    fp32, bf16 = results_of(fp32.stdout)["fid8"], results_of(bf16.stdout)["fid8"]
+    assert bf16["settings"] == {**fp32["settings"], "precision": "bf16"} and "precision" not in fp32["settings"]
+    # other images (bf16 moves pixels by a level or so), much the same distance
+    assert bf16["value"] != fp32["value"] and bf16["value"] == pytest.approx(fp32["value"], rel=0.1)
+
+
 def test_training_with_metrics_logs_them_at_the_end_and_rejects_unknown_names_up_front(trained, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(trained, run, symlinks=True)

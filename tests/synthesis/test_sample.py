@@ -99,3 +99,15 @@ def test_latents_without_seeds_render_whatever_their_file_is_called(trained, tmp
     assert (trained / "samples" / "seedlings-1.png").is_file()
     with np.load(trained / "samples" / "latents.npz") as npz:
         assert "seeds" not in npz.files and npz["z"].shape == (2, 512)
+
+
+def test_bf16_samples_are_the_fp32_images_within_a_few_levels_and_the_rate_is_reported(trained, tmp_path):
+    made = {}
+    for precision in ("fp32", "bf16"):
+        result = sgan("sample", "-r", trained, "--seeds", "0-7", "--precision", precision,
+                      "--out", tmp_path / precision, "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["img_per_s"] > 0
+        made[precision] = np.stack([pixels(tmp_path / precision / f"seed{s:04d}.png") for s in range(8)]).astype(int)
+    difference = np.abs(made["bf16"] - made["fp32"])
+    assert 0 < difference.mean() < 2 and difference.max() < 32
