@@ -20,7 +20,7 @@
 # -d .whl lmdb dlib-bin`, for that machine's Python and platform); they are installed from there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source pipelines/gpu_bench_lib.sh  # bench_start, measure: the installing, the machine and the recording
+source pipelines/gpu_bench_lib.sh  # bench_start, measure, cifar_subset: the installing, the machine, the recording
 bench_start gpu_bench
 
 if [ "$tiny" = 1 ]; then
@@ -65,11 +65,7 @@ for res in "$lo" "$hi"; do
 done
 
 # A small dataset at 1024 (CIFAR-10's 32x32 photos scaled up: what is timed is the loader, not the pictures).
-for class in tests/assets/cifar10/*/; do
-    mkdir -p "$work/photos/$(basename "$class")"
-    files=("$class"*)
-    cp "${files[@]:0:per_class}" "$work/photos/$(basename "$class")/"
-done
+cifar_subset "$work/photos" "$per_class"
 measure prep_images 90 "${sgan[@]}" prep images --src "$work/photos" -r "$work/run" --resolution "$hi" --json
 for workers in 2 8; do
     measure "data_workers_${workers}" 60 "${sgan[@]}" bench data -r "$work/run" --workers "$workers" \

@@ -107,3 +107,13 @@ note() {
     echo "$*" >>"$work/notes.txt"
     python3 "$work/record.py" "$work" "$summary"
 }
+
+# cifar_subset DEST N: the first N photos of each class of tests/assets/cifar10, copied into DEST/<class>/.
+cifar_subset() {
+    local class files
+    for class in tests/assets/cifar10/*/; do
+        mkdir -p "$1/$(basename "$class")"
+        files=("$class"*)
+        cp "${files[@]:0:$2}" "$1/$(basename "$class")/"
+    done
+}

@@ -36,7 +36,7 @@
 # meaningless, as the metrics' values here are anyway. The "weights" measurement records which was used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source pipelines/gpu_bench_lib.sh  # bench_start, measure, note: the installing, the machine and the recording
+source pipelines/gpu_bench_lib.sh  # bench_start, measure, note, cifar_subset: installing, machine, recording
 bench_start gpu_bench_synthesis
 
 if [ "$tiny" = 1 ]; then
@@ -288,11 +288,7 @@ measure "sample_${hi}" 120 python3 "$work/folder.py" "$work/samples" "${sgan[@]}
 photos=tests/assets/cifar10
 if ((per_class)); then
     photos="$work/photos"
-    for class in tests/assets/cifar10/*/; do
-        mkdir -p "$photos/$(basename "$class")"
-        files=("$class"*)
-        cp "${files[@]:0:per_class}" "$photos/$(basename "$class")/"
-    done
+    cifar_subset "$photos" "$per_class"
 fi
 measure prep_reals 120 "${sgan[@]}" prep images --src "$photos" -r "$work/reals" --resolution "$hi" --json
 metrics=("${sgan[@]}" metrics -r "$work/g$hi" --data "$data" --json)

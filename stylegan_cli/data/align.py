@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from stylegan_cli.data.images import Rejected
+
 TRANSFORM_SIZE = 4096  # FFHQ's intermediate resolution for the quad transform
 
 
@@ -203,3 +205,12 @@ def align_fast(rgb: np.ndarray, face: FaceQuad, output_size: int) -> np.ndarray:
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0,
     )
     return cv2.resize(warped, (output_size, output_size), interpolation=cv2.INTER_AREA)
+
+
+def align_face(rgb: np.ndarray, face: FaceQuad, output_size: int, exact: bool = False) -> np.ndarray:
+    """The aligned image of one face, by `align_exact` or `align_fast`; a crop square that misses the photo
+    is the input's rejection, "no face", as `sgan prep ffhq` and `sgan project` report it."""
+    try:
+        return (align_exact if exact else align_fast)(rgb, face, output_size)
+    except FaceOutsideImage as e:
+        raise Rejected("no face", f"the landmarks put the face outside the photo ({e})") from e

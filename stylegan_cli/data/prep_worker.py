@@ -113,10 +113,7 @@ def _align_faces(w: _Worker, position: int, rgb: np.ndarray, lap) -> list[tuple[
         raise Rejected("face too small", f"the face's crop is {size:.0f} px, under --min-face {s['min_face']}")
     aligned = []
     for lm, quad in kept:
-        try:
-            top = (align.align_exact if s["exact"] else align.align_fast)(rgb, quad, s["resolution"])
-        except align.FaceOutsideImage as e:
-            raise Rejected("no face", f"the landmarks put the face outside the photo ({e})") from e
+        top = align.align_face(rgb, quad, s["resolution"], exact=s["exact"])
         extra = {"landmarks": np.round(lm, 3).tolist(), "pixel_md5": pixel_md5(top)}
         if md5 is not None and s["resolution"] == FFHQ_MD5_RESOLUTION:
             extra["md5_match"] = extra["pixel_md5"] == md5

@@ -73,7 +73,4 @@ class Aligner:
             faces = [entry.landmarks]
         if not faces:
             raise Rejected("no face", "no face was found")
-        try:
-            return align.align_fast(rgb, align.face_quad(faces[0], rotate=self.rotation), self.resolution)
-        except align.FaceOutsideImage as e:
-            raise Rejected("no face", f"the landmarks put the face outside the photo ({e})") from e
+        return align.align_face(rgb, align.face_quad(faces[0], rotate=self.rotation), self.resolution)
