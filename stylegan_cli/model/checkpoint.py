@@ -24,7 +24,9 @@ from stylegan_cli.model.discriminator import Discriminator
 from stylegan_cli.model.generator import Generator
 
 FORMAT = "sgan-checkpoint"
-VERSION = 2  # 2: StyleGAN2 layers store their biases as NVIDIA's do (`_upgrade` reads version 1)
+# 2: StyleGAN2 layers store their biases as NVIDIA's do (`_upgrade` reads version 1); 3: stylegan2's original
+# design is built from StyleGAN2's layers (before, StyleGAN's resampling: `_upgrade` refuses those files).
+VERSION = 3
 # The config fields that shape the networks, with the value a checkpoint written before a field existed means.
 NETWORK_DEFAULTS = {"g_arch": "orig", "d_arch": "orig", "z_dim": 512, "w_dim": 512, "mapping_layers": 8,
                     "mapping_width": 512}
@@ -58,7 +60,7 @@ def build_generator(config: dict) -> Generator:
 def build_discriminator(config: dict) -> Discriminator:
     net = network_config(config)
     return Discriminator(net["resolution"], fmap_base=net["fmap_base"], fmap_max=net["fmap_max"],
-                         d_arch=net["d_arch"], blur=net["arch"] != "pggan")
+                         d_arch=net["d_arch"], arch=net["arch"])
 
 
 def save(run_dir: Path, state: dict, kimg: int, keep: int | None = None) -> Path:
@@ -127,6 +129,8 @@ def newest_readable(run_dir: Path, device: torch.device | str = "cpu",
     for path in reversed(_all(run_dir)):
         try:
             state = load_training_state(path, device)
+        except UsageError:
+            raise  # readable, but from an sgan that cannot continue it: nothing to set aside
         except SganError as e:
             unreadable.append((str(e), path))
             continue
@@ -183,14 +187,23 @@ def load_training_state(path: Path, device: torch.device | str = "cpu") -> dict:
     state = load(path, device)
     if not isinstance(state, dict) or state.get("format") != FORMAT or "G_ema" not in state:
         raise SganError(f"{path} is not an sgan training checkpoint.")
-    return _upgrade(state)
+    return _upgrade(state, path)
 
 
-def _upgrade(state: dict) -> dict:
-    """A version 1 state in version 2's terms: version 1 stored the bias of each layer whose gain follows its
+def _upgrade(state: dict, path: Path) -> dict:
+    """An older state in this version's terms. Version 1 stored the bias of each layer whose gain follows its
     bias (StyleGAN2's, model/layers.py `gain_after_bias`) multiplied by that gain; version 2 stores it as
-    NVIDIA's networks do, and the layer multiplies it by the gain."""
-    if state.get("version", 1) >= 2:
+    NVIDIA's networks do, and the layer multiplies it by the gain. Before version 3, stylegan2's original design
+    resampled as StyleGAN does (bilinear [1,2,1], a D with folded gains) where StyleGAN2's code uses its own
+    layers: such weights compute other images in today's networks, so they are refused (UsageError)."""
+    version = state.get("version", 1)
+    net = network_config(state["config"])
+    if version < 3 and net["arch"] == "stylegan2" and "orig" in (net["g_arch"], net["d_arch"]):
+        raise UsageError(f"{path} holds stylegan2 networks of the original design from sgan before checkpoint "
+                         f"version 3, which resampled as StyleGAN does; today's are StyleGAN2's own and cannot "
+                         f"continue them: train again, or use the sgan release that wrote it.")
+    if version >= 2:
+        state["version"] = VERSION
         return state
     G = build_generator(state["config"])  # G_ema has G's layers: built once
     nets = {"G": G, "G_ema": G, "D": build_discriminator(state["config"])}

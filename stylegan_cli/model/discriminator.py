@@ -1,5 +1,6 @@
 """The discriminator (docs/design.md §6): PG's (§2-3, Table 2), shared by every arch as SG App. C
-does, with SG's blurred downsampling inside its blocks for the style-based archs.
+does, with SG's blurred downsampling inside its blocks for stylegan, and StyleGAN2's layers (the [1,3,3,1]
+filter, gains after the biases) for stylegan2, as StyleGAN2's code builds its original discriminator.
 
 While a new resolution fades in (PG §2, Fig. 2), the image-space skip uses 2x2 average pooling, so D
 sees the pooled image through the lower FromRGB, exactly as PG's Fig. 2.
@@ -29,6 +30,9 @@ from stylegan_cli.model.resample import downsample2d, fir_filter, upfirdn2d
 # The discriminators of StyleGAN2 Figure 7 (`d_arch`): "orig" is Progressive GAN's, which grows; "skip"
 # reads the image at every resolution; "resnet" (config F's) has residual connections.
 D_ARCHS = ("orig", "skip", "resnet")
+# The blocks of the original ("orig") discriminator, by the generator's arch: Progressive GAN's own (no blur),
+# StyleGAN's (blurred), StyleGAN2's (its layers, as in its configs B-D and Fig. 7a).
+ARCHS = ("pggan", "stylegan", "stylegan2")
 
 class FromRGB(nn.Module):
     """1x1 conv from RGB to features, leaky ReLU 0.2 (PG Table 2); `gain_after_bias` for StyleGAN2's (see
@@ -61,9 +65,9 @@ class DiscriminatorBlock(nn.Module):
         return F.leaky_relu(x + self.conv1.scaled_bias().to(x.dtype).view(1, -1, 1, 1), LRELU_SLOPE)
 
 
-class ResidualBlock(nn.Module):
-    """One resolution of StyleGAN2's skip or residual discriminator (SG2 Fig. 7b-c), as NVIDIA's code builds
-    it: 3x3 conv, then a 3x3 conv to the next resolution's width that downsamples (the [1,3,3,1] filter,
+class StyleGAN2Block(nn.Module):
+    """One resolution of StyleGAN2's discriminators (SG2 Fig. 7a-c: original, skip, residual), as NVIDIA's code
+    builds it: 3x3 conv, then a 3x3 conv to the next resolution's width that downsamples (the [1,3,3,1] filter,
     then stride 2), leaky ReLU 0.2 after each, activations clamped in reduced precision; for resnet, plus
     a 1x1 downsampled residual path, both paths scaled by 1/sqrt(2). Gains follow the biases, as in
     StyleGAN2's layers (`gain_after_bias`)."""
@@ -136,22 +140,25 @@ class Discriminator(nn.Module):
     `d_arch` "skip" or "resnet" gives StyleGAN2's discriminators (SG2 Fig. 7b-c; config F's is resnet),
     which work at their full resolution only: resnet reads the image once, through the top FromRGB; skip
     reads it at every resolution, downsampled with the [1,3,3,1] filter, and adds each FromRGB's features,
-    the epilogue's too. `blur` False leaves out the binomial blur, as Progressive GAN's own D has none."""
+    the epilogue's too. `arch` chooses the original design's blocks: Progressive GAN's own D has no blur
+    ("pggan"), StyleGAN's blurs ("stylegan"), StyleGAN2's are its own layers ("stylegan2"; skip and resnet
+    always are)."""
 
     def __init__(self, resolution: int, fmap_base: int = 8192, fmap_max: int = 512, mbstd_group_size: int = 4,
-                 mbstd_num_features: int = 1, d_arch: str = "orig", blur: bool = True):
+                 mbstd_num_features: int = 1, d_arch: str = "orig", arch: str = "stylegan"):
         super().__init__()
-        if d_arch not in D_ARCHS:
-            raise ValueError(f"d_arch must be one of {', '.join(D_ARCHS)}, not {d_arch!r}")
+        if d_arch not in D_ARCHS or arch not in ARCHS:
+            raise ValueError(f"d_arch must be one of {', '.join(D_ARCHS)} and arch one of {', '.join(ARCHS)}, "
+                             f"not {d_arch!r} and {arch!r}")
         log2 = resolution_log2(resolution)
         fmaps = [feature_maps(2**i, fmap_base, fmap_max) for i in range(2, log2 + 1)]
         self.resolution, self.d_arch = resolution, d_arch
-        stylegan2 = d_arch != "orig"
+        stylegan2 = d_arch != "orig" or arch == "stylegan2"
         self.from_rgb = nn.ModuleList(FromRGB(c, gain_after_bias=stylegan2)
                                       for c in (fmaps[-1:] if d_arch == "resnet" else fmaps))
         self.blocks = nn.ModuleList(
-            DiscriminatorBlock(fmaps[i], fmaps[i - 1], blur) if d_arch == "orig" else
-            ResidualBlock(fmaps[i], fmaps[i - 1], residual=d_arch == "resnet") for i in range(1, len(fmaps)))
+            StyleGAN2Block(fmaps[i], fmaps[i - 1], residual=d_arch == "resnet") if stylegan2 else
+            DiscriminatorBlock(fmaps[i], fmaps[i - 1], blur=arch == "stylegan") for i in range(1, len(fmaps)))
         self.epilogue = DiscriminatorEpilogue(fmaps[0], mbstd_group_size, mbstd_num_features, gain_after_bias=stylegan2)
         if d_arch == "skip":
             self.register_buffer("fir", fir_filter(), persistent=False)

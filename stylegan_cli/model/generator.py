@@ -7,7 +7,8 @@ Paper sections are cited as PG (Progressive GAN), SG (StyleGAN) and SG2 (StyleGA
 - arch "stylegan": SG §2: mapping network, learned constant, noise inputs, AdaIN after every conv,
   bilinear resampling with the [1,2,1] binomial filter (App. C).
 - arch "stylegan2": SG2 §2: AdaIN replaced by weight modulation/demodulation, bias and noise outside
-  the style block, nothing applied to the constant; kept progressive so it grows like the others.
+  the style block, nothing applied to the constant, StyleGAN2's [1,3,3,1] resampling; its original
+  design grows like the others (SG2's configs B-D), its skip and resnet designs do not (Fig. 7).
 
 Growing (PG §2, Fig. 2; SG App. C grows "the same way"): every resolution has a ToRGB, and while a
 new resolution fades in the image-space skip uses nearest-neighbour upsampling, exactly as PG's
@@ -73,10 +74,10 @@ class MappingNetwork(nn.Module):
 
 class SynthesisBlock(nn.Module):
     """The layers of one resolution of the synthesis network and its ToRGB, so that any resolution can be
-    the output while growing (PG §2); for stylegan2's skip and resnet networks (SG2 Fig. 7), the blocks of
-    StyleGAN2's own code (`ModulatedConvLayer(config_f=True)`, a learned constant drawn from N(0, 1)),
-    with a 1x1 residual path upsampled by the FIR filter and both paths scaled by 1/sqrt(2) for resnet,
-    whose only ToRGB is the last block's. Which style input feeds which layer:
+    the output while growing (PG §2); for stylegan2, the blocks of StyleGAN2's own code in every design
+    (`ModulatedConvLayer`, a learned constant drawn from N(0, 1)), with, for resnet (SG2 Fig. 7c), a 1x1
+    residual path upsampled by the FIR filter and both paths scaled by 1/sqrt(2), and only the last block's
+    ToRGB. Which style input feeds which layer:
     - stylegan: two per resolution (SG Fig. 1: 18 at 1024), 4x4's first layer working on the constant;
     - stylegan2: 4x4 has one conv; at every resolution ToRGB and the next resolution's first conv share
       a style input, which keeps SG2's count of 2*log2(res)-2 (18 at 1024);
@@ -87,8 +88,8 @@ class SynthesisBlock(nn.Module):
         super().__init__()
         self.resolution = resolution
         k = resolution_log2(resolution) - 2
-        first, C, config_f = resolution == 4, out_channels, g_arch != "orig"
-        self.input = (LatentInput(w_dim, C) if arch == "pggan" else ConstantInput(C, random_init=config_f)) \
+        first, C, stylegan2 = resolution == 4, out_channels, arch == "stylegan2"
+        self.input = (LatentInput(w_dim, C) if arch == "pggan" else ConstantInput(C, random_init=stylegan2)) \
             if first else None
         residual = g_arch == "resnet" and not first
         self.skip = FIRConv1x1(in_channels, C, up=True) if residual else None
@@ -98,11 +99,11 @@ class SynthesisBlock(nn.Module):
                                layer_noise=layer_noise),
                 StyleConvLayer(C, C, w_dim, resolution, generator, layer_noise=layer_noise)])
             self.w_index, self.rgb_w_index = [2 * k, 2 * k + 1], 0
-        elif arch == "stylegan2":
+        elif stylegan2:
             self.layers = nn.ModuleList(
                 ([] if first else [ModulatedConvLayer(in_channels, C, w_dim, resolution, generator, up=True,
-                                                      config_f=config_f, layer_noise=layer_noise)])
-                + [ModulatedConvLayer(C, C, w_dim, resolution, generator, config_f=config_f, layer_noise=layer_noise,
+                                                      layer_noise=layer_noise)])
+                + [ModulatedConvLayer(C, C, w_dim, resolution, generator, layer_noise=layer_noise,
                                       gain=SQRT_HALF if residual else 1.0)])
             self.w_index, self.rgb_w_index = [0] if first else [2 * k - 1, 2 * k], 2 * k + 1
         else:
@@ -110,7 +111,7 @@ class SynthesisBlock(nn.Module):
             self.w_index, self.rgb_w_index = [0] * len(self.layers), 0
         self.num_noise = 0 if arch == "pggan" else len(self.layers)
         self.to_rgb = None if g_arch == "resnet" and not last else \
-            ToRGB(C, w_dim, modulated=arch == "stylegan2", clamp=CONV_CLAMP if config_f else None)
+            ToRGB(C, w_dim, modulated=stylegan2, clamp=CONV_CLAMP if stylegan2 else None)
 
     def forward(self, x: torch.Tensor | None, ws: torch.Tensor, noise_mode: str,
                 noise: list[torch.Tensor] | None = None) -> torch.Tensor:

@@ -117,17 +117,6 @@ class Blur(nn.Module):
         return F.conv2d(x, self.kernel, padding=1, groups=self.channels)
 
 
-class Upsample(nn.Module):
-    """Bilinear 2x upsampling as SG App. C builds it: nearest neighbour, then the binomial blur."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.blur = Blur(channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blur(F.interpolate(x, scale_factor=2, mode="nearest"))
-
-
 def clamp_reduced(x: torch.Tensor, limit: float | None) -> torch.Tensor:
     """`x` clipped to +-limit when it is in reduced precision (fp16/bf16); fp32 and limit None pass unchanged."""
     return x.clamp(-limit, limit) if limit is not None and x.dtype != torch.float32 else x

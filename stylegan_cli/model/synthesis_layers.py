@@ -19,7 +19,6 @@ from stylegan_cli.model.layers import (
     EqualizedConv2d,
     EqualizedLinear,
     PixelNorm,
-    Upsample,
     clamp_reduced,
 )
 from stylegan_cli.model.resample import fir_filter, upfirdn2d
@@ -169,27 +168,22 @@ class StyleConvLayer(nn.Module):
 
 
 class ModulatedConvLayer(nn.Module):
-    """One layer of SG2's synthesis network (SG2 §2.1-2.2, Fig. 2d): [2x upsample] modulated/demodulated 3x3
-    conv (the style block), then noise and bias outside it, then leaky ReLU 0.2 scaled by sqrt(2) so it
-    keeps the expected signal variance (SG2 §2.2: demodulation removes the He gain from the weights).
-
-    The progressive stylegan2 ("orig" blocks) upsamples as StyleGAN does; the skip/residual networks
-    (`config_f`) follow StyleGAN2's own: FIR upsampling inside the conv, an extra output `gain` (1/sqrt(2)
-    on a residual branch), and activations clamped to +-CONV_CLAMP * gain in reduced precision. Noise has
-    one strength per layer with `layer_noise` (StyleGAN2's), else one per channel."""
+    """One layer of SG2's synthesis network (SG2 §2.1-2.2, Fig. 2d), built as StyleGAN2's code builds it for every
+    design (configs B-F, Table 1; Fig. 7): [2x upsample] modulated/demodulated 3x3 conv (the style block), the
+    upsampling inside the conv with the [1,3,3,1] filter, then noise and bias outside it, then leaky ReLU 0.2 scaled
+    by sqrt(2) so it keeps the expected signal variance (SG2 §2.2: demodulation removes the He gain from the
+    weights) and by an extra `gain` (1/sqrt(2) on a residual branch), activations clamped to +-CONV_CLAMP * gain in
+    reduced precision. Noise has one strength per layer with `layer_noise` (StyleGAN2's), else one per channel."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, generator: torch.Generator,
-                 up: bool = False, config_f: bool = False, gain: float = 1.0, layer_noise: bool = True):
+                 up: bool = False, gain: float = 1.0, layer_noise: bool = True):
         super().__init__()
-        self.up = Upsample(in_channels) if up and not config_f else None
-        self.conv = ModulatedConv2d(in_channels, out_channels, 3, w_dim, demodulate=True, fir_up=up and config_f)
+        self.conv = ModulatedConv2d(in_channels, out_channels, 3, w_dim, demodulate=True, fir_up=up)
         self.noise = NoiseInjection(out_channels, resolution, generator, per_channel=not layer_noise)
         self.bias = nn.Parameter(torch.zeros(out_channels))
-        self.gain, self.clamp = SQRT2 * gain, CONV_CLAMP * gain if config_f else None
+        self.gain, self.clamp = SQRT2 * gain, CONV_CLAMP * gain
 
     def forward(self, x, w, noise_mode: str, noise: torch.Tensor | None = None) -> torch.Tensor:
-        if self.up is not None:
-            x = self.up(x)
         x = self.noise(self.conv(x, w), noise_mode, noise)
         return clamp_reduced(F.leaky_relu(x + self.bias.to(x.dtype).view(1, -1, 1, 1), LRELU_SLOPE) * self.gain,
                              self.clamp)

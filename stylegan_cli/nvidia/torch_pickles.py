@@ -14,6 +14,7 @@ import re
 
 import torch
 
+from stylegan_cli.model import checkpoint
 from stylegan_cli.model.resample import fir_filter
 from stylegan_cli.nvidia.networks import Converted, NotRepresentable, checked, infer_fmaps, resolutions
 from stylegan_cli.nvidia.unpickler import PersistentObject
@@ -54,8 +55,7 @@ def convert(data: dict, what: str) -> Converted:
     elif any(k.endswith(".skip.weight") for k in ema):
         g_arch = "resnet"
     else:
-        raise NotRepresentable(f"{what} is a StyleGAN2 generator of the original design (no output skips or "
-                               f"residual blocks), which sgan's stylegan2 networks do not reproduce.")
+        g_arch = "orig"
     channels = {r: ema[f"synthesis.b{r}.conv1.weight"][0] for r in blocks}
     fmap_base, fmap_max = infer_fmaps(channels, what)
     n = sum(1 for k in ema if re.fullmatch(r"mapping\.fc\d+\.weight", k))
@@ -73,20 +73,36 @@ def convert(data: dict, what: str) -> Converted:
         elif all(f"b{r}.fromrgb.weight" in d_tensors for r in blocks):
             d_state, d_arch = _discriminator(d_tensors, resolution, "skip"), "skip"
         else:
-            notes.append("D left out: it is StyleGAN2's original discriminator, which sgan's stylegan2 networks do "
-                         "not reproduce; fine-tuning starts a resnet D afresh.")
+            d_state, d_arch = _discriminator(d_tensors, resolution, "orig"), "orig"
     else:
         notes.append("D left out: the file has none; fine-tuning starts D afresh.")
     network = {"arch": "stylegan2", "resolution": resolution, "fmap_base": fmap_base, "fmap_max": fmap_max,
-               "g_arch": g_arch, "d_arch": d_arch, **shape}
+               "g_arch": g_arch, "d_arch": d_arch, "layer_noise": True, **shape}
     G_ema_state = _generator(G_ema.take_tensors(), resolution, g_arch, n)
     if G is None:
         G_state = {k: v.clone() for k, v in G_ema_state.items()}
         notes.append("G is the moving average too: the file has no separate training G.")
     else:
         G_state = _generator(G.take_tensors(), resolution, g_arch, n)
+    if "orig" in (g_arch, d_arch):
+        _fill_growing_layers(network, {"G": G_state, "G_ema": G_ema_state, "D": d_state})
+        notes.append("The ToRGB/FromRGB layers below full resolution, which sgan's original design has for growing "
+                     "and NVIDIA's lacks, are freshly initialised; training without growing never uses them.")
     parameters = checked(network, {"G": G_state, "G_ema": G_ema_state, "D": d_state}, what)
     return Converted(FORMAT, network, G_state, G_ema_state, d_state, parameters, notes)
+
+
+def _fill_growing_layers(network: dict, states: dict[str, dict | None]) -> None:
+    """Adds to each state the tensors it lacks, the lower resolutions' ToRGB/FromRGB of sgan's original design, as
+    sgan initialises them (from a fixed seed, so an import is reproducible)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        fresh = {"G": checkpoint.build_generator(network).state_dict(),
+                 "D": checkpoint.build_discriminator(network).state_dict()}
+    for name, state in states.items():
+        if state is not None:
+            template = fresh["D" if name == "D" else "G"]
+            state.update({k: v for k, v in template.items() if k not in state and re.search(r"(to|from)_rgb", k)})
 
 
 def _mapping_lr_mul(G: PersistentObject) -> float:
@@ -133,12 +149,13 @@ def _generator(t: dict[str, torch.Tensor], resolution: int, g_arch: str, mapping
 
 def _discriminator(t: dict[str, torch.Tensor], resolution: int, d_arch: str) -> dict:
     """ADA's D, whose bias_act applies the gains after the biases, as sgan's StyleGAN2 layers do
-    (EqualizedConv2d's `gain_after_bias`)."""
+    (EqualizedConv2d's `gain_after_bias`). Its original design reads the image at full resolution only, where
+    sgan's has a FromRGB per resolution for growing: the top one is NVIDIA's."""
     levels = resolutions(resolution)
     state = {}
     for k, r in enumerate(levels):
-        if d_arch == "skip" or k == len(levels) - 1:
-            i = k if d_arch == "skip" else 0
+        if d_arch == "skip" or k == len(levels) - 1:  # resnet and orig read the image at full resolution only
+            i = 0 if d_arch == "resnet" else k
             state[f"from_rgb.{i}.conv.weight"] = _take(t, f"b{r}.fromrgb.weight")
             state[f"from_rgb.{i}.conv.bias"] = _take(t, f"b{r}.fromrgb.bias")
         if k > 0:

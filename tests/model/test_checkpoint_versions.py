@@ -2,7 +2,9 @@
 
 import pytest
 import torch
+from conftest import sgan
 
+from stylegan_cli.core.errors import UsageError
 from stylegan_cli.model import checkpoint
 from stylegan_cli.model.discriminator import Discriminator
 from stylegan_cli.model.generator import Generator
@@ -24,13 +26,12 @@ def _version_1(G: Generator, D: Discriminator, config: dict) -> dict:
             "G": scaled(G), "G_ema": scaled(G), "D": scaled(D)}
 
 
-@pytest.mark.parametrize("g_arch, d_arch, layer_noise", [("skip", "resnet", True), ("orig", "orig", False)])
-def test_a_version_1_stylegan2_checkpoint_computes_what_it_computed(tmp_path, g_arch, d_arch, layer_noise):
+@pytest.mark.parametrize("g_arch, d_arch", [("skip", "resnet"), ("resnet", "skip")])
+def test_a_version_1_stylegan2_checkpoint_computes_what_it_computed(tmp_path, g_arch, d_arch):
     torch.manual_seed(0)
     config = {**CONFIG, "arch": "stylegan2", "g_arch": g_arch, "d_arch": d_arch}
-    # Version 1's stylegan2 "orig" generator had one noise strength per channel, its skip/resnet ones per layer.
     G = Generator("stylegan2", 16, z_dim=16, w_dim=16, mapping_layers=2, mapping_width=16, fmap_base=256, fmap_max=32,
-                  g_arch=g_arch, layer_noise=layer_noise)
+                  g_arch=g_arch, layer_noise=True)
     D = Discriminator(16, fmap_base=256, fmap_max=32, d_arch=d_arch)
     with torch.no_grad():
         for p in [*G.parameters(), *D.parameters()]:
@@ -48,3 +49,26 @@ def test_a_version_1_stylegan2_checkpoint_computes_what_it_computed(tmp_path, g_
     with torch.no_grad():
         assert torch.allclose(G2(z, noise_mode="const"), G(z, noise_mode="const"), atol=1e-5)
         assert torch.allclose(D2(images), D(images), atol=1e-5)
+
+
+@pytest.mark.parametrize("version, g_arch, d_arch", [(1, "orig", "orig"), (2, "orig", "orig"), (2, "skip", "orig")])
+def test_a_stylegan2_original_design_from_before_version_3_is_refused_and_kept(tmp_path, version, g_arch, d_arch):
+    """Before version 3 sgan's stylegan2 original design resampled as StyleGAN does; its weights would compute other
+    images in StyleGAN2's own layers, so resuming or sampling it is a usage error naming the file, and the file is
+    neither changed nor set aside as damaged."""
+    config = {**CONFIG, "arch": "stylegan2", "g_arch": g_arch, "d_arch": d_arch}
+    G = checkpoint.build_generator(config)
+    D = checkpoint.build_discriminator(config)
+    run = tmp_path / "run"
+    path = run / "checkpoints" / "ckpt-0000004.pt"
+    path.parent.mkdir(parents=True)
+    torch.save({**_version_1(G, D, config), "version": version}, path)
+    before = path.read_bytes()
+
+    with pytest.raises(UsageError, match="original design from sgan before checkpoint version 3"):
+        checkpoint.load_training_state(path)
+    with pytest.raises(UsageError, match=str(path)):
+        checkpoint.newest_readable(run)
+    assert path.read_bytes() == before and not list(path.parent.glob("*.damaged*"))
+    result = sgan("sample", "-r", run, "--seeds", "0")
+    assert result.returncode == 2 and "train again" in result.stderr, result.stderr

@@ -237,7 +237,7 @@ def test_stylegan_blurs_after_the_upsampling_conv_and_pggan_d_does_not_blur():
     assert not torch.allclose(expected, blurred_first, atol=1e-4)  # the order matters at the borders
     assert all(b.blur is not None for b in small_D(16).blocks)
     torch.manual_seed(0)
-    assert all(b.blur is None for b in Discriminator(16, fmap_base=256, fmap_max=64, blur=False).blocks)
+    assert all(b.blur is None for b in Discriminator(16, fmap_base=256, fmap_max=64, arch="pggan").blocks)
 
 
 def set_noise_strength(G: Generator, value: float) -> Generator:

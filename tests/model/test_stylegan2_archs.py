@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from scipy.signal import convolve2d
 
 from stylegan_cli.model import checkpoint
-from stylegan_cli.model.discriminator import D_ARCHS, Discriminator
+from stylegan_cli.model.discriminator import D_ARCHS, Discriminator, StyleGAN2Block
 from stylegan_cli.model.generator import G_ARCHS, Generator
 from stylegan_cli.model.resample import downsample2d, fir_filter, upfirdn2d, upsample2d
 from stylegan_cli.model.synthesis_layers import ModulatedConv2d, NoiseInjection
@@ -49,18 +49,35 @@ def test_every_combination_runs_at_its_resolution(g_arch, d_arch, resolution):
         assert all(p.grad is not None for p in D.parameters())
 
 
-def test_config_f_layers_follow_stylegan2_not_stylegan():
-    G = Generator("stylegan2", 32, g_arch="skip", **SMALL)
+@pytest.mark.parametrize("g_arch", ["orig", "skip", "resnet"])
+def test_every_stylegan2_design_has_stylegan2s_layers(g_arch):
+    """StyleGAN2's code builds all its designs, the growing original of configs B-D included, from its own layers:
+    one noise strength per layer, a constant drawn from N(0, 1), upsampling inside the conv with the [1,3,3,1]
+    filter; StyleGAN keeps per-channel noise strengths."""
+    G = Generator("stylegan2", 32, g_arch=g_arch, **SMALL)
     noise = [m for m in G.modules() if isinstance(m, NoiseInjection)]
-    assert noise and all(m.strength.shape == () for m in noise)  # one noise strength per layer
+    assert noise and all(m.strength.shape == () for m in noise)
     assert G.blocks[0].input.const.std() > 0.5  # the constant is drawn from N(0, 1), not set to one
-    orig = Generator("stylegan2", 32, **SMALL)
-    assert all(m.strength.shape == () for m in orig.modules() if isinstance(m, NoiseInjection))  # StyleGAN2's too
+    assert all(layer.conv.fir_up == (i == 0) for b in G.blocks[1:] for i, layer in enumerate(b.layers))
     stylegan = Generator("stylegan", 32, **SMALL)
     assert all(m.strength.ndim == 1 for m in stylegan.modules() if isinstance(m, NoiseInjection))  # per channel
+
+
+def test_only_resnet_generators_drop_the_lower_torgb_layers():
     resnet = Generator("stylegan2", 32, g_arch="resnet", **SMALL)
     assert [b.to_rgb is not None for b in resnet.blocks] == [False, False, False, True]
-    assert all(b.to_rgb is not None for b in G.blocks)
+    for g_arch in ("orig", "skip"):  # orig grows through them, skip sums them
+        assert all(b.to_rgb is not None for b in Generator("stylegan2", 32, g_arch=g_arch, **SMALL).blocks)
+
+
+def test_the_original_discriminator_takes_its_generators_layers():
+    """Progressive GAN's blocks without blur, StyleGAN's with it, and StyleGAN2's own (the [1,3,3,1] filter before a
+    stride-2 conv, gains after the biases) for stylegan2, as StyleGAN2's D_stylegan and ADA's 'orig' build it."""
+    blocks = {arch: Discriminator(32, fmap_base=256, fmap_max=64, arch=arch).blocks[0]
+              for arch in ("pggan", "stylegan", "stylegan2")}
+    assert blocks["pggan"].blur is None and blocks["stylegan"].blur is not None
+    assert isinstance(blocks["stylegan2"], StyleGAN2Block) and blocks["stylegan2"].skip is None
+    assert blocks["stylegan2"].conv0.bias_gain == pytest.approx(2**0.5)
 
 
 def test_stylegan_and_pggan_keep_their_own_blocks():

@@ -1,4 +1,5 @@
-"""Run: `python tests/nvidia/make_training_parity.py ADA_DIR OUT_DIR` (OUT_DIR normally tests/nvidia/training_parity).
+"""Run: `python tests/nvidia/make_training_parity.py ADA_DIR OUT_DIR [KIND ...]` (OUT_DIR normally
+tests/nvidia/training_parity; the kinds listed, default all).
 
 Writes reference data of two training iterations of NVIDIA's StyleGAN2-ADA PyTorch code. Run it in an environment
 that has torch, numpy, scipy, click, pillow, requests and psutil (the packages NVIDIA's code imports).
@@ -16,7 +17,8 @@ must be their code with that one change: `sed -i 's/torch.float32/torch.float64/
 The networks are drawn in float32 (the snapshots' parameters are float32 values held in float64) and the inputs are
 float32 arrays.
 
-For each kind, `skip-resnet` (G 'skip', D 'resnet': StyleGAN2 config F) and `resnet-skip` (G 'resnet', D 'skip'), it:
+For each kind, `skip-resnet` (G 'skip', D 'resnet': StyleGAN2 config F), `resnet-skip` (G 'resnet', D 'skip') and
+`orig-orig` (both of the original design, StyleGAN2 Fig. 7a), it:
 
 * builds a 16x16 G (z/w 32, 2 mapping layers, 64 channels at most) and D under torch.manual_seed(0), then adds
   0.1 * randn to every parameter (G's, then D's) so that biases and noise strengths are nonzero;
@@ -49,7 +51,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-KINDS = {'skip-resnet': ('skip', 'resnet'), 'resnet-skip': ('resnet', 'skip')}
+KINDS = {'skip-resnet': ('skip', 'resnet'), 'resnet-skip': ('resnet', 'skip'), 'orig-orig': ('orig', 'orig')}
 BATCH = 8
 Z_DIM = 32
 RES = 16
@@ -255,14 +257,14 @@ def run_kind(kind: str, out_dir: Path, inputs: dict[str, np.ndarray]) -> None:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) != 2:
+    if len(argv) < 2 or any(k not in KINDS for k in argv[2:]):
         sys.exit(__doc__)
-    ada_dir, out_dir = Path(argv[0]).resolve(), Path(argv[1])
+    ada_dir, out_dir, kinds = Path(argv[0]).resolve(), Path(argv[1]), argv[2:] or list(KINDS)
     sys.path.insert(0, str(ada_dir))
     torch.set_num_threads(1)  # bit-identical reruns
     out_dir.mkdir(parents=True, exist_ok=True)
     inputs = make_inputs()
-    for kind in KINDS:
+    for kind in kinds:
         np.savez(out_dir / f'{kind}-inputs.npz', **inputs)
         run_kind(kind, out_dir, inputs)
     for path in sorted(out_dir.iterdir()):
