@@ -214,10 +214,12 @@ def train(
         rundir.write_json(rundir.train_dir(run_dir) / "config.json", asdict(cfg))
     staged = rundir.stage(run_dir, writes=rundir.checkpoints_dir(run_dir)) if env.main else \
         contextlib.nullcontext(rundir.StageRecord())
-    with staged as record:
-        saved = train_loop(trainer, record)
-        if env.main:
-            results(saved[-1:], {"checkpoint": str(saved[-1]) if saved else None, "kimg": trainer.nimg / 1000}
-                    if as_json else None)
-    if env.world > 1:
-        dist.destroy_process_group()
+    try:
+        with staged as record:
+            saved = train_loop(trainer, record)
+            if env.main:
+                results(saved[-1:], {"checkpoint": str(saved[-1]) if saved else None, "kimg": trainer.nimg / 1000}
+                        if as_json else None)
+    finally:  # also when stopped by a signal: a process group left to the interpreter's exit can abort it
+        if env.world > 1:
+            dist.destroy_process_group()

@@ -136,6 +136,10 @@ def train_loop(trainer: Trainer, record: rundir.StageRecord) -> list[Path]:
                 board.flush()
                 next_metrics = (trainer.nimg // metrics_images + 1) * metrics_images
         save(f"stopped by {signal.Signals(stopping).name}" if stopping else "final")
+        if env.world > 1:
+            # Ranks leave together: one that tears down its connections while rank 0 still writes the last
+            # checkpoint can abort inside gloo (seen once in CI as SIGABRT at exit).
+            dist.barrier()
     finally:
         board.close()
         for s, handler in previous.items():
