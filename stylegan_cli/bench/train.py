@@ -7,6 +7,7 @@ the same work run eagerly (bench/timing.py `count_work`).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -23,7 +24,9 @@ from stylegan_cli.training.trainer import Trainer
 def train_figures(cfg: TrainConfig, device: torch.device, iters: int, warmup: int, profile: Path | None = None) -> dict:
     """s/kimg, img/s, peak memory, achieved TFLOP/s, and operators and host synchronisations per iteration of
     `cfg` (resolved, with a fixed resolution and batch) on synthetic reals: `warmup` untimed iterations, then at
-    least `iters` timed ones; with `profile`, torch.profiler's table of one more iteration written there."""
+    least `iters` timed ones; with `profile`, torch.profiler's table of one more iteration written there. With
+    augmentation, the same iteration is also timed without it, and `augment_share` is the share of the step that
+    augmenting (its draws, its forward and backward passes) takes."""
     resolution, batch = cfg.resolution, cfg.batch
     # The trainer needs only the dataset's size here: the loader is measured by `bench data`.
     trainer = Trainer(cfg, Path("."), range(batch), Dist(device=device))
@@ -43,6 +46,12 @@ def train_figures(cfg: TrainConfig, device: torch.device, iters: int, warmup: in
     trainer.synthesis, trainer.D_plain = compiled
     if profile is not None:
         rundir.write_text(profile, profile_table(step, device))
+    share = {}
+    if cfg.aug != "none":
+        err.print("... and the same without augmentation")
+        plain = Trainer(replace(cfg, aug="none"), Path("."), range(batch), Dist(device=device))
+        without = seconds_per_call(lambda: plain.iteration(reals, resolution, 1.0), warmup, iters, device)
+        share = {"augment_share": sig(1 - without / seconds), "s_per_kimg_without_augment": sig(without / batch * 1000)}
     return {
         "device": device_name(device),
         "arch": cfg.arch, "g_arch": cfg.g_arch, "d_arch": cfg.d_arch, "fmap_base": cfg.fmap_base,
@@ -52,4 +61,5 @@ def train_figures(cfg: TrainConfig, device: torch.device, iters: int, warmup: in
         "peak_memory_gib": sig(peak_memory_gib(device)), "gflop_per_iteration": sig(work.flops / period / 1e9),
         "tflop_per_s": sig(work.flops / period / seconds / 1e12), "ops_per_iteration": sig(work.ops / period),
         "syncs_per_iteration": sig(work.syncs / period),
+        "aug": cfg.aug, **({"augpipe": cfg.augpipe} if cfg.aug != "none" else {}), **share,
     }

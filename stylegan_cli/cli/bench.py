@@ -24,6 +24,9 @@ from stylegan_cli.bench.project import project_figures
 from stylegan_cli.bench.train import train_figures
 from stylegan_cli.cli.options import (
     Arch,
+    AugMode,
+    AugPipe,
+    AugpipeOption,
     ConfigFOption,
     DArchOption,
     DataOption,
@@ -108,6 +111,10 @@ def bench_train(
                                                               "regularisation periods.")] = 16,
     warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed iterations first (compilation, "
                                                                 "cuDNN autotuning).")] = 8,
+    aug: Annotated[AugMode, typer.Option("--aug", help="Augment D's inputs as `sgan train --aug` (ada and fixed "
+                                                       "cost the same: the pipeline runs whatever p is), and "
+                                                       "report the augmentation's share of the step.")] = AugMode.none,
+    augpipe: AugpipeOption = C.augpipe,
     profile: Annotated[Optional[Path], typer.Option("--profile", dir_okay=False, show_default=False,
                                                     help="Also write torch.profiler's table of one more iteration "
                                                          "(the 30 operators that took most device time) here.")] = None,
@@ -122,7 +129,8 @@ def bench_train(
     cfg = TrainConfig(resolution=resolution, **networks, fmap_base=fmap_base, fmap_max=fmap_max, kimg=1e9,
                       lod_kimg=1e9, progressive=False, batch=batch, r1_every=r1_every,
                       precision=precision.value if precision else None, compile=compile_, snap_kimg=1e9,
-                      tick_kimg=1e9, image_ticks=1, workers=0).resolved(device)
+                      tick_kimg=1e9, image_ticks=1, workers=0, aug=AugMode(aug).value,
+                      augpipe=AugPipe(augpipe).value, aug_p=0.0).resolved(device)
     _print_figures("sgan bench train", train_figures(cfg, device, iters, warmup, profile), as_json)
 
 

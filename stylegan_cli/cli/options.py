@@ -14,7 +14,8 @@ from stylegan_cli.core.errors import UsageError
 from stylegan_cli.model.discriminator import D_ARCHS
 from stylegan_cli.model.generator import ARCHS, G_ARCHS, Generator
 from stylegan_cli.projection.projector import SPACES
-from stylegan_cli.training.config import CONFIG_F, LOSSES
+from stylegan_cli.training.augment import PRESETS
+from stylegan_cli.training.config import ADA_DEFAULT_BELOW, AUG_FLAGS, AUG_MODES, CONFIG_F, LOSSES, TrainConfig
 
 RunOption = Annotated[
     Optional[Path],
@@ -34,6 +35,8 @@ GArch = Enum("GArch", {name: name for name in G_ARCHS}, type=str)
 DArch = Enum("DArch", {name: name for name in D_ARCHS}, type=str)
 Loss = Enum("Loss", {name.replace("-", "_"): name for name in LOSSES}, type=str)
 Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)
+AugMode = Enum("AugMode", {name: name for name in AUG_MODES}, type=str)
+AugPipe = Enum("AugPipe", {name: name for name in PRESETS}, type=str)
 ProjectionSpace = Enum("ProjectionSpace", {name: name for name in SPACES}, type=str)
 
 
@@ -111,3 +114,46 @@ def check_cutoff(G: Generator, cutoff: int | None) -> None:
     """`--trunc-cutoff` (of every stage that truncates) against the generator's style inputs."""
     if cutoff is not None and cutoff > G.num_ws:
         raise UsageError(f"--trunc-cutoff {cutoff} is beyond this generator's {G.num_ws} style inputs.")
+
+
+# Discriminator augmentation (StyleGAN2-ADA), for `sgan train` and `sgan bench train`.
+AugOption = Annotated[Optional[AugMode], typer.Option(
+    "--aug", show_default=False,
+    help="Augment what D sees (StyleGAN2-ADA): ada adapts p to --target, fixed holds it at --p (default: ada for "
+         f"stylegan2 on fewer than {ADA_DEFAULT_BELOW:,} images, else none; the run's first line says which).")]
+AugpipeOption = Annotated[AugPipe, typer.Option(
+    "--augpipe", help="Augmentations (NVIDIA's presets): b(lit) g(eometric) c(olour) f(ilter) n(oise) c(utout).")]
+TargetOption = Annotated[Optional[float], typer.Option(
+    "--target", min=0, max=1, show_default=False,
+    help="ADA's target for r_t = E[sign D(real)] (default 0.6).")]
+POption = Annotated[Optional[float], typer.Option(
+    "--p", min=0, max=1, show_default=False, help="The augmentation probability of --aug fixed.")]
+AdaKimgOption = Annotated[Optional[float], typer.Option(
+    "--ada-kimg", min=0.001, show_default=False,
+    help="ADA's speed: p can go from 0 to 1 in this many kimg (default 500).")]
+
+
+def augmentation(aug: Optional[Enum], augpipe: Enum, target: Optional[float], p: Optional[float],
+                 ada_kimg: Optional[float]) -> dict:
+    """The TrainConfig fields of the augmentation flags, refusing combinations that mean nothing (as NVIDIA's
+    train.py does): --p without --aug fixed, --target or --ada-kimg without ada. --aug None is left to the
+    configuration's default, which is ada or none, so --p then needs --aug fixed too."""
+    mode = AugMode(aug).value if aug is not None else None
+    if target is not None and target <= 0:
+        raise UsageError(f"--target {target}: r_t lies in [-1, 1] and ADA's target in (0, 1].")
+    if mode == "fixed" and p is None:
+        raise UsageError("--aug fixed needs --p, the probability to augment with.")
+    if p is not None and mode != "fixed":
+        raise UsageError("--p is the probability of --aug fixed; pass --aug fixed with it.")
+    if mode in ("fixed", "none") and (target is not None or ada_kimg is not None):
+        raise UsageError(f"--target and --ada-kimg steer --aug ada; this run has --aug {mode}.")
+    return {"aug": mode, "augpipe": AugPipe(augpipe).value, "aug_p": p,
+            "ada_target": TrainConfig.ada_target if target is None else target,
+            "ada_kimg": TrainConfig.ada_kimg if ada_kimg is None else ada_kimg}
+
+
+def given_augmentation(ctx: typer.Context) -> set[str]:
+    """The augmentation settings (TrainConfig fields) given on the command line."""
+    params = {"aug": "aug", "augpipe": "augpipe", "ada_target": "target", "aug_p": "p", "ada_kimg": "ada_kimg"}
+    assert set(params) == set(AUG_FLAGS)
+    return {field for field, param in params.items() if ctx.get_parameter_source(param).name != "DEFAULT"}

@@ -13,16 +13,23 @@ import torch.distributed as dist
 import typer
 
 from stylegan_cli.cli.options import (
+    AdaKimgOption,
     Arch,
+    AugOption,
+    AugpipeOption,
     ConfigFOption,
     DArchOption,
     DataOption,
     GArchOption,
     JsonOption,
     Loss,
+    POption,
     Precision,
     RunOption,
+    TargetOption,
     architectures,
+    augmentation,
+    given_augmentation,
     power_of_two,
 )
 from stylegan_cli.core import locks, rundir
@@ -31,7 +38,8 @@ from stylegan_cli.core.errors import SganError, UsageError
 from stylegan_cli.data.dataset import Dataset
 from stylegan_cli.metrics.registry import parse_metric
 from stylegan_cli.model import checkpoint
-from stylegan_cli.training.config import TrainConfig
+from stylegan_cli.training.augment import PRESETS
+from stylegan_cli.training.config import AUG_FLAGS, TrainConfig
 from stylegan_cli.training.distributed import init_distributed
 from stylegan_cli.training.loop import train_loop
 from stylegan_cli.training.schedule import batch_size, levels
@@ -61,6 +69,30 @@ def _stored_choices(ctx: typer.Context, config_f: bool, stored: dict) -> dict:
         given |= {"arch", "g_arch", "d_arch"}
     kept = {**checkpoint.network_config(stored), "progressive": stored.get("progressive")}
     return {k: v for k, v in kept.items() if k not in given and v is not None}
+
+
+def _stored_augmentation(ctx: typer.Context, flags: dict, state: dict | None) -> dict:
+    """What a resumed run keeps of its augmentation: all of it (none, for a run trained before sgan augmented), and a
+    flag given to say otherwise is refused. A network that `sgan import` has just written has none to keep."""
+    if state is None or ("imported" in state and state["nimg"] == 0):
+        return {}
+    config = state["config"]
+    stored = {k: config[k] for k in AUG_FLAGS} if config.get("aug") else {"aug": "none"}
+    differ = [k for k in given_augmentation(ctx) if k in stored and flags[k] != stored[k]]
+    if differ:
+        was = " ".join(f"{AUG_FLAGS[k]} {stored[k]}" for k in AUG_FLAGS if stored.get(k) is not None)
+        raise UsageError(f"This run was trained with {was}; pass the same (or nothing) or use a new run.")
+    return stored
+
+
+def _say_augmentation(cfg: TrainConfig, defaulted: bool, images: int) -> None:
+    if cfg.aug == "none":
+        return
+    how = (f"p adapted towards r_t {cfg.ada_target} (at most 1 per {cfg.ada_kimg:g} kimg)" if cfg.aug == "ada"
+           else f"p {cfg.aug_p}")
+    why = f", the default for stylegan2 on {images:,} images" if defaulted else ""
+    err.print(f"Augmenting what D sees: --aug {cfg.aug} --augpipe {cfg.augpipe} ({', '.join(PRESETS[cfg.augpipe])}), "
+              f"{how}{why}.", highlight=False)
 
 
 C = TrainConfig  # the defaults below are the configuration's own
@@ -142,12 +174,18 @@ def train(
     metrics_every: Annotated[Optional[float], typer.Option(
         "--metrics-every", min=0.001, show_default=False,
         help="Compute --metrics every this many kimg (default: at every snapshot) and at the end.")] = None,
+    aug: AugOption = None,
+    augpipe: AugpipeOption = C.augpipe,
+    target: TargetOption = None,
+    p: POption = None,
+    ada_kimg: AdaKimgOption = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the configuration and parameter counts (JSON), then exit.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Train a generator on the run's dataset, resuming from its newest checkpoint if it has one."""
     networks = architectures(ctx, config_f, arch=arch, g_arch=g_arch, d_arch=d_arch)
+    flags = augmentation(aug, augpipe, target, p, ada_kimg)
     env = init_distributed()
     run_dir = rundir.resolve_run(run)
     data_path = rundir.dataset_path(run_dir, data)
@@ -174,14 +212,17 @@ def train(
         r1_every=r1_every, pl_weight=pl_weight, pl_every=pl_every, mixing=mixing, mirror=mirror, ema_kimg=ema_kimg,
         ema_rampup=ema_rampup, precision=precision.value if precision else None, compile=compile_, seed=seed,
         snap_kimg=snap, tick_kimg=tick, image_ticks=image_ticks, keep=keep, data=str(data_path.resolve()),
-        workers=workers, metrics=_metric_names(metrics), metrics_kimg=metrics_every,
+        workers=workers, metrics=_metric_names(metrics), metrics_kimg=metrics_every, **flags,
     )
-    cfg = replace(cfg, **stored)
+    cfg = replace(cfg, **stored, **_stored_augmentation(ctx, flags, state))
     if cfg.progressive and cfg.redesigned:
         raise UsageError("--progressive needs --g-arch orig and --d-arch orig: StyleGAN2's skip and residual "
                          "designs replace growing (§4.1; a resnet D, for one, has no FromRGB below full resolution "
                          "to fade in), so they train at full resolution from the start.")
-    cfg = cfg.resolved(env.device)
+    defaulted = cfg.aug is None
+    cfg = cfg.resolved(env.device, images=len(dataset))
+    if env.main and not dry_run:
+        _say_augmentation(cfg, defaulted, len(dataset))
     trainer = Trainer(cfg, run_dir, dataset, env)
     for level in levels(cfg, trainer.G.start_resolution):  # checked now rather than after hours of training
         if batch_size(cfg, level) % env.world:

@@ -25,15 +25,19 @@ def fir_filter(taps: tuple[float, ...] = FIR_TAPS) -> torch.Tensor:
 def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: int = 1, down: int = 1,
               padding: tuple[int, int, int, int] = (0, 0, 0, 0), gain: float = 1.0) -> torch.Tensor:
     """Upsample `x` (N, C, H, W) by zero insertion, pad (negative values crop), convolve every channel
-    with the 2-D filter `f` times `gain`, and keep every `down`-th sample."""
+    with the filter `f` times `gain`, and keep every `down`-th sample. A 1-D `f` is separable: it filters
+    the rows, then the columns, each with the square root of the gain."""
     N, C, H, W = x.shape
     if up > 1:
         x = F.pad(x.reshape(N, C, H, 1, W, 1), [0, up - 1, 0, 0, 0, up - 1]).reshape(N, C, H * up, W * up)
     x0, x1, y0, y1 = padding
     x = F.pad(x, [x0, x1, y0, y1])
     # A true convolution flips the filter; FIR_TAPS is symmetric, but the flip keeps this right for any taps.
-    weight = (f * gain).flip([0, 1]).to(x.dtype).expand(C, 1, *f.shape)
-    x = F.conv2d(x, weight, groups=C)
+    if f.ndim == 1:
+        taps = (f * gain**0.5).flip(0).to(x.dtype).expand(C, 1, f.shape[0])
+        x = F.conv2d(F.conv2d(x, taps.unsqueeze(2), groups=C), taps.unsqueeze(3), groups=C)
+    else:
+        x = F.conv2d(x, (f * gain).flip([0, 1]).to(x.dtype).expand(C, 1, *f.shape), groups=C)
     return x[:, :, ::down, ::down] if down > 1 else x
 
 

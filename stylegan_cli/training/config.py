@@ -16,6 +16,11 @@ import torch
 from stylegan_cli.model.checkpoint import NETWORK_KEYS
 
 LOSSES = ("r1", "wgan-gp")
+AUG_MODES = ("ada", "fixed", "none")
+ADA_DEFAULT_BELOW = 100_000  # images: below this, stylegan2 runs augment by default (as StyleGAN2-ADA's users do)
+# The augmentation settings and their flags: a resumed run keeps them, and a contradicting flag is refused.
+AUG_FLAGS = {"aug": "--aug", "augpipe": "--augpipe", "ada_target": "--target", "aug_p": "--p",
+             "ada_kimg": "--ada-kimg"}
 # StyleGAN2 config F (§4.1, Figure 7, Table 1): its generator with output skips, a residual discriminator.
 CONFIG_F = {"arch": "stylegan2", "g_arch": "skip", "d_arch": "resnet"}
 
@@ -60,6 +65,13 @@ class TrainConfig:
     workers: int = 2
     metrics: list[str] = field(default_factory=list)
     metrics_kimg: float | None = None  # None: at every snapshot
+    # Discriminator augmentation (StyleGAN2-ADA; training/augment.py): "ada" (p adapted to ada_target), "fixed"
+    # (p = aug_p) or "none"; None: ada for stylegan2 on fewer than ADA_DEFAULT_BELOW images, else none.
+    aug: str | None = None
+    augpipe: str = "bgc"  # a preset of training/augment.PRESETS
+    ada_target: float = 0.6  # the target of the overfitting heuristic r_t = E[sign D(real)] (ADA §3.1)
+    aug_p: float | None = None  # the probability of --aug fixed
+    ada_kimg: float = 500.0  # p can move from 0 to 1 in this many kimg
 
     @property
     def redesigned(self) -> bool:
@@ -72,8 +84,9 @@ class TrainConfig:
         and residual designs replace growing (§4.1) and train at the target resolution from the start."""
         return not self.redesigned if self.progressive is None else self.progressive
 
-    def resolved(self, device: torch.device) -> TrainConfig:
-        """A copy with every arch- or device-dependent default filled in."""
+    def resolved(self, device: torch.device, images: int | None = None) -> TrainConfig:
+        """A copy with every arch-, device- or dataset-dependent default filled in (`images`: the dataset's size,
+        which --aug's default depends on; None where there is no dataset, and then no augmentation by default)."""
         stylegan2 = self.arch == "stylegan2"
         bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
         # StyleGAN2 config F's constants (NVIDIA's run_training.py, kept by StyleGAN2-ADA's "stylegan2"
@@ -91,6 +104,7 @@ class TrainConfig:
             mixing=self.mixing if self.mixing is not None else 0.0 if self.arch == "pggan" else 0.9,
             layer_noise=stylegan2 if self.layer_noise is None else self.layer_noise,
             precision=self.precision or ("bf16" if bf16 else "fp32"),
+            aug=self.aug or ("ada" if stylegan2 and images is not None and images < ADA_DEFAULT_BELOW else "none"),
         )
 
     def network(self) -> dict:

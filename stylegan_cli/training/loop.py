@@ -52,6 +52,8 @@ def _log_line(trainer: Trainer, tick: _Tick, res: int, alpha: float) -> dict:
     line = {"kimg": round(trainer.nimg / 1000, 3), "resolution": res, "alpha": round(alpha, 4),
             "lr": learning_rate(cfg, res), "batch": batch_size(cfg, res)}
     line.update({k: round(float(env.mean(v)) / tick.steps, 5) for k, v in tick.sums.items()})
+    if trainer.augment is not None:  # ADA's p after the tick (r_t, its heuristic, is the tick's mean above)
+        line["aug_p"] = round(float(trainer.augment.p), 6)
     if not all(math.isfinite(v) for v in line.values() if isinstance(v, float)):
         raise SganError(f"The loss became non-finite by kimg {line['kimg']} ({json.dumps(line)}); stopped without "
                         f"saving, the last good checkpoint is {checkpoint.latest(trainer.run_dir)}.")
@@ -63,7 +65,8 @@ def _log_line(trainer: Trainer, tick: _Tick, res: int, alpha: float) -> dict:
 
 
 def _show(line: dict) -> None:
-    terms = "  ".join(f"{k} {line[k]:8.4f}" for k in ("loss_G", "loss_D", "r1", "gp", "pl") if k in line)
+    terms = "  ".join(f"{k} {line[k]:8.4f}" for k in ("loss_G", "loss_D", "r1", "gp", "pl", "r_t", "aug_p")
+                      if k in line)
     err.print(f"kimg {line['kimg']:9.3f}  res {line['resolution']:4d}  alpha {line['alpha']:4.2f}  {terms}  "
               f"s/kimg {line['sec_per_kimg']:8.2f}  img/s {line['img_per_sec']:8.1f}  mem {line['memory_gib']:.2f} GiB",
               highlight=False)

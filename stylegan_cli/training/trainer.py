@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from stylegan_cli.data.dataset import Dataset
 from stylegan_cli.model import checkpoint
 from stylegan_cli.model.losses import d_loss, g_loss, gradient_penalty, path_length, r1_penalty
 from stylegan_cli.synthesis.images import from_uint8, image_grid, to_uint8
+from stylegan_cli.training import augment
 from stylegan_cli.training.config import TrainConfig
 from stylegan_cli.training.distributed import Dist
 from stylegan_cli.training.schedule import LR_DEFAULT, batch_size, learning_rate, phase
@@ -39,6 +41,7 @@ class Draws:
     pl_y: torch.Tensor | None = None  # (n, 3, res, res) N(0, I): the path-length penalty's y before scaling
 
 
+ADA_INTERVAL = 4  # steps between adjustments of ADA's p (NVIDIA's ada_interval)
 FAKES_CELL = 512  # the largest cell of a fakes grid, so a 1024x1024 run writes a 4096x2048 grid
 
 
@@ -82,6 +85,13 @@ class Trainer:
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 128)
         self.synthesis = torch.compile(self.G.synthesis) if cfg.compile else self.G.synthesis
         self.D_plain = torch.compile(self.D) if cfg.compile else self.D
+        # StyleGAN2-ADA: the augmentation in front of every discriminator pass, its own random draws, and the
+        # signs of D's outputs on reals since p was last adjusted (sum, count).
+        self.augment = None
+        if cfg.aug != "none":
+            self.augment = augment.AugmentPipe(augment.PRESETS[cfg.augpipe], p=cfg.aug_p or 0.0).to(env.device)
+            self.augment_rng = torch.Generator(env.device).manual_seed(cfg.seed + 2)
+            self.ada_signs = torch.zeros(2, dtype=torch.float64, device=env.device)
 
     # -- state --
 
@@ -94,6 +104,8 @@ class Trainer:
             "G_opt": self.G_opt.state_dict(), "D_opt": self.D_opt.state_dict(), "scaler": self.scaler.state_dict(),
             "rng": {"latents": self.latents.get_state()},
             "pl_mean": self.pl_mean.detach().cpu(),
+            **({"augment": {"p": self.augment.p.cpu(), "rng": self.augment_rng.get_state(),
+                            "signs": self.ada_signs.cpu()}} if self.augment is not None else {}),
         }
 
     def load_state(self, state: dict) -> None:
@@ -111,6 +123,10 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.latents.set_state(state["rng"]["latents"])
         self.pl_mean = state["pl_mean"].to(self.env.device)
+        if self.augment is not None and "augment" in state:  # (a run started without augmentation is refused)
+            self.augment.p.copy_(state["augment"]["p"])
+            self.augment_rng.set_state(state["augment"]["rng"])
+            self.ada_signs.copy_(state["augment"]["signs"])
 
     # -- one iteration --
 
@@ -160,6 +176,30 @@ class Trainer:
             w2 = G.mapping(d.mix_z).unsqueeze(1).expand(-1, G.num_ws - d.cutoff, -1)
             ws = torch.cat([ws[:, : d.cutoff], w2], dim=1)
         return ws
+
+    def _D(self, images: torch.Tensor, res: int, alpha: float, plain: bool = True) -> torch.Tensor:
+        """The discriminator's scores of this process's images, augmented first when the run augments (ADA §2: every
+        image D sees, real or generated, in every pass): the draws are made for the global batch, in the order of
+        the passes, and each process applies its share. `plain`: through the compiled D (no double backward)."""
+        if self.augment is not None:
+            env = self.env
+            draws = self.augment.draw((images.shape[0] * env.world, *images.shape[1:]), self.augment_rng)
+            images = self.augment(images, draws, env.rank, env.world).to(images.dtype)
+            if env.device.type == "cuda":
+                images = images.contiguous(memory_format=torch.channels_last)
+        return (self.D_plain if plain else self.D)(images, res, alpha)
+
+    def _adapt(self, batch: int) -> None:
+        """ADA's p controller (StyleGAN2-ADA §3.1, NVIDIA's training loop): every ADA_INTERVAL steps, r_t = E[sign
+        D(real)] over the reals of those steps (all processes) is compared with the target, and p moves by
+        batch * interval / (ada_kimg * 1000) towards it, so that it can cross [0, 1] in ada_kimg kimg; p >= 0."""
+        signs = self.ada_signs.clone()
+        if self.env.world > 1:
+            torch.distributed.all_reduce(signs)
+        r_t = signs[0] / signs[1]
+        adjust = float(torch.sign(r_t - self.cfg.ada_target)) * (batch * ADA_INTERVAL) / (self.cfg.ada_kimg * 1000)
+        self.augment.p.copy_((self.augment.p + adjust).clamp(min=0))
+        self.ada_signs.zero_()
 
     def _optimise(self, net: torch.nn.Module, opt: torch.optim.Optimizer, lr: float, loss: torch.Tensor) -> None:
         """One optimiser step on `loss` at learning rate `lr`, gradients averaged across processes (loss scaling
@@ -215,7 +255,7 @@ class Trainer:
                     ws = self._ws(draws[name])
                     if name == "G":
                         fakes = self.synthesis(ws, res, alpha, noise=draws[name].noise)
-                        loss = stats["loss_G"] = g_loss(cfg.loss, self.D_plain(fakes, res, alpha))
+                        loss = stats["loss_G"] = g_loss(cfg.loss, self._D(fakes, res, alpha))
                     pl_joined = name == "G" and pl_now and cfg.pl_every == 1
                     if name == "G_pl" or pl_joined:
                         penalty, self.pl_mean = path_length(
@@ -228,18 +268,26 @@ class Trainer:
             else:
                 D.requires_grad_(True)
                 r1_joined = name == "D" and r1_now and cfg.r1_every == 1
-                real = reals.detach().requires_grad_(name == "D_r1" or r1_joined)
-                with self._autocast():
-                    real_scores = (D if real.requires_grad else self.D_plain)(real, res, alpha)
-                if name == "D":
+                if name == "D":  # fakes first, then reals, as NVIDIA's code (the order of the augmentation's draws)
                     with torch.no_grad(), self._autocast():
                         fakes = self.synthesis(self._ws(draws["D"]), res, alpha, noise=draws["D"].noise)
                     with self._autocast():
-                        fake_scores = self.D_plain(fakes, res, alpha)
+                        fake_scores = self._D(fakes, res, alpha)
+                real = reals.detach().requires_grad_(name == "D_r1" or r1_joined)
+                with self._autocast():
+                    real_scores = self._D(real, res, alpha, plain=not real.requires_grad)
+                if name == "D":
                     loss = stats["loss_D"] = d_loss(cfg.loss, real_scores, fake_scores)
+                    if self.augment is not None:  # the overfitting heuristic r_t (ADA §3.1), over this step's reals
+                        signs = real_scores.detach().double().sign()
+                        stats["r_t"] = signs.mean()
+                        if cfg.aug == "ada":
+                            self.ada_signs[0] += signs.sum()
+                            self.ada_signs[1] += signs.numel()
                     if cfg.loss == "wgan-gp":
                         with self._autocast():
-                            stats["gp"] = gradient_penalty(D, reals, fakes, res, alpha, generator=self.latents)
+                            stats["gp"] = gradient_penalty(partial(self._D, plain=False), reals, fakes, res, alpha,
+                                                           generator=self.latents)
                         loss = loss + stats["gp"]
                 if name == "D_r1" or r1_joined:
                     stats["r1"] = r1_penalty(real_scores, real, cfg.gamma, cfg.r1_every)
@@ -261,6 +309,8 @@ class Trainer:
             torch._foreach_copy_(list(self.G_ema.buffers()), list(G.buffers()))
         self.nimg += batch
         self.step += 1
+        if self.augment is not None and cfg.aug == "ada" and self.step % ADA_INTERVAL == 0:
+            self._adapt(batch)
         return {k: v.detach() for k, v in stats.items()}
 
     # -- pictures --

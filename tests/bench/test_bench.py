@@ -49,6 +49,18 @@ def test_bench_train_times_the_trainers_step_counts_its_work_and_profiles_it(tmp
     assert "aten::convolution" in (tmp_path / "profile.txt").read_text()  # torch.profiler's, of one more iteration
 
 
+def test_bench_train_with_augmentation_reports_its_share_of_the_step():
+    """The same iteration timed with and without the augmentation pipeline (StyleGAN2-ADA) in front of D."""
+    result = sgan("bench", "train", "--resolution", 32, "--batch", 4, "--fmap-base", 64, "--fmap-max", 16,
+                  "--arch", "stylegan2", "--config-f", "--iters", 1, "--warmup", 1, "--aug", "ada", "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["aug"] == "ada" and figures["augpipe"] == "bgc"
+    assert figures["s_per_kimg_without_augment"] > 0
+    assert figures["augment_share"] == pytest.approx(1 - figures["s_per_kimg_without_augment"] / figures["s_per_kimg"],
+                                                     abs=0.01)
+
+
 def test_a_training_iteration_never_waits_for_the_device():
     """No loss read back, no branch on a tensor, no blocking copy: the host can queue iterations ahead of the GPU
     (docs/design.md §8). fp16 covers the loss scaling, whose skipped steps are decided on the device."""

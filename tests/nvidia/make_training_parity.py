@@ -51,7 +51,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-KINDS = {'skip-resnet': ('skip', 'resnet'), 'resnet-skip': ('resnet', 'skip'), 'orig-orig': ('orig', 'orig')}
+KINDS = {'skip-resnet': ('skip', 'resnet'), 'resnet-skip': ('resnet', 'skip'), 'orig-orig': ('orig', 'orig'),
+         'skip-resnet-ada': ('skip', 'resnet')}
+# The ADA kind: their augmentation pipe ('bgc') in front of D, p starting at ADA_P0 and adjusted after every
+# ADA_INTERVAL iterations towards ADA_TARGET at a speed of ADA_KIMG, over ADA_ITERS iterations; the pipe's random
+# draws come from torch's global generator seeded with AUG_SEED before the first iteration.
+ADA_KIND = 'skip-resnet-ada'
+ADA_ITERS = 5
+ADA_P0 = 0.5
+ADA_TARGET = 0.6
+ADA_INTERVAL = 4
+ADA_KIMG = 0.1
+AUG_SEED = 77
+BGC = dict(xflip=1, rotate90=1, xint=1, scale=1, rotate=1, aniso=1, xfrac=1, brightness=1, contrast=1, lumaflip=1,
+           hue=1, saturation=1)
 BATCH = 8
 Z_DIM = 32
 RES = 16
@@ -81,11 +94,12 @@ def d_kwargs(arch: str) -> dict:
                 num_fp16_res=0, conv_clamp=None, epilogue_kwargs={'mbstd_group_size': 4})
 
 
-def make_inputs() -> dict[str, np.ndarray]:
-    """The fixed inputs of both iterations, float32, in a fixed drawing order."""
+def make_inputs(iterations: int) -> dict[str, np.ndarray]:
+    """The fixed inputs of the iterations, float32, in a fixed drawing order (the first two are the same for any
+    number)."""
     rnd = np.random.RandomState(INPUT_SEED)
     out: dict[str, np.ndarray] = {}
-    for i in range(NUM_ITERS):
+    for i in range(iterations):
         out[f'reals_{i}'] = rnd.uniform(-1, 1, size=(BATCH, 3, RES, RES)).astype(np.float32)
         for name, _module, interval in PHASES:
             if name == 'Dreg' or i % interval != 0:
@@ -131,10 +145,53 @@ def fed(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(array).double()
 
 
+class _Float64Draws:
+    """Their augment module's `torch`, for a float64 run: every random draw is made in float32, as it is in a float32
+    run (so the same seed gives the same values), then widened; everything else is torch's."""
+
+    def __init__(self, torch_module):
+        self._torch = torch_module
+
+    def __getattr__(self, name):
+        return getattr(self._torch, name)
+
+    def rand(self, *args, **kwargs):
+        return self._torch.rand(*args, **kwargs, dtype=torch.float32).double()
+
+    def randn(self, *args, **kwargs):
+        return self._torch.randn(*args, **kwargs, dtype=torch.float32).double()
+
+
+def float64_augment_pipe():
+    """Their AugmentPipe with the 'bgc' preset, computing in float64 (p and the filter bank widened, default dtype
+    float64 while it runs) on float32 draws."""
+    from training import augment
+
+    pipe = augment.AugmentPipe(**BGC).train().requires_grad_(False)
+    pipe.p = torch.tensor(ADA_P0, dtype=torch.float64)
+    pipe.Hz_fbank = pipe.Hz_fbank.double()  # (Hz_geom stays float32: their upfirdn2d casts it itself)
+    forward = pipe.forward
+
+    def forward64(images):
+        default, augment.torch = torch.get_default_dtype(), _Float64Draws(torch)
+        torch.set_default_dtype(torch.float64)
+        try:
+            return forward(images)
+        finally:
+            torch.set_default_dtype(default)
+            augment.torch = torch
+
+    pipe.forward = forward64
+    return pipe
+
+
 def run_kind(kind: str, out_dir: Path, inputs: dict[str, np.ndarray]) -> None:
     from torch_utils import misc
     from training import loss as loss_module
     from training import networks
+
+    ada = kind == ADA_KIND
+    iterations = ADA_ITERS if ada else NUM_ITERS
 
     g_arch, d_arch = KINDS[kind]
     torch.manual_seed(0)
@@ -149,8 +206,9 @@ def run_kind(kind: str, out_dir: Path, inputs: dict[str, np.ndarray]) -> None:
     D = D.train().requires_grad_(False)
     G_ema = copy.deepcopy(G).eval()
 
-    with open(out_dir / f'{kind}-before.pkl', 'wb') as f:
-        pickle.dump(snapshot(G, D, G_ema), f)
+    if not ada:  # (the ADA kind starts from skip-resnet's networks, built the same way)
+        with open(out_dir / f'{kind}-before.pkl', 'wb') as f:
+            pickle.dump(snapshot(G, D, G_ema), f)
 
     noise_layers = [G.synthesis.get_submodule(name) for name in NOISE_LAYERS]
     fed_noise: dict[int, torch.Tensor] = {}
@@ -187,7 +245,7 @@ def run_kind(kind: str, out_dir: Path, inputs: dict[str, np.ndarray]) -> None:
         return fixed.clone()
 
     loss = loss_module.StyleGAN2Loss(device=torch.device('cpu'), G_mapping=G.mapping, G_synthesis=G.synthesis, D=D,
-                                     augment_pipe=None, **LOSS_KWARGS)
+                                     augment_pipe=float64_augment_pipe() if ada else None, **LOSS_KWARGS)
     phases = []
     for name, module, reg_interval in [('G', G, G_REG_INTERVAL), ('D', D, D_REG_INTERVAL)]:
         mb_ratio = reg_interval / (reg_interval + 1)
@@ -199,12 +257,13 @@ def run_kind(kind: str, out_dir: Path, inputs: dict[str, np.ndarray]) -> None:
     loss.pl_mean = torch.zeros([], dtype=torch.float64)  # their float32 zero, in the run's precision
     empty_c = torch.zeros([BATCH, 0])
     unused_z = torch.zeros([BATCH, Z_DIM])  # Dreg: their loss does not touch gen_z there
-    pl_means = []
+    pl_means, augment_p = [], []
     cur_nimg = 0
+    torch.manual_seed(AUG_SEED)  # the augment pipe's draws: nothing else in the loop draws from this generator
     networks.SynthesisLayer.forward = forward_with_fed_noise
     loss_module.training_stats = stats_stub
     try:
-        for batch_idx in range(NUM_ITERS):
+        for batch_idx in range(iterations):
             reals = fed(inputs[f'reals_{batch_idx}'])
             for phase in phases:
                 if batch_idx % phase['interval'] != 0:
@@ -245,14 +304,26 @@ def run_kind(kind: str, out_dir: Path, inputs: dict[str, np.ndarray]) -> None:
             cur_nimg += BATCH
             pl_means.append(dict(iteration=batch_idx, pl_mean=float(loss.pl_mean),
                                  ema_beta=ema_beta))
-            with open(out_dir / f'{kind}-after{batch_idx + 1}.pkl', 'wb') as f:
-                pickle.dump(snapshot(G, D, G_ema), f)
+            if ada and (batch_idx + 1) % ADA_INTERVAL == 0:
+                # Their training loop's ADA step after batch_idx += 1: the mean sign of D(real) over the Dmain phases
+                # since the last adjustment, compared with the target.
+                since = [v for r in reports if r['name'] == 'Loss/signs/real' and r['phase'] == 'Dmain'
+                         and r['iteration'] > batch_idx - ADA_INTERVAL for v in r['values']]
+                adjust = np.sign(np.mean(since) - ADA_TARGET) * (BATCH * ADA_INTERVAL) / (ADA_KIMG * 1000)
+                pipe = loss.augment_pipe
+                pipe.p.copy_((pipe.p + adjust).max(misc.constant(0, dtype=pipe.p.dtype)))
+            if ada:
+                augment_p.append(dict(iteration=batch_idx, p=float(loss.augment_pipe.p)))
+            if not ada or batch_idx + 1 == iterations:
+                with open(out_dir / f'{kind}-after{batch_idx + 1}.pkl', 'wb') as f:
+                    pickle.dump(snapshot(G, D, G_ema), f)
     finally:
         networks.SynthesisLayer.forward = orig_forward
         loss_module.training_stats = sys.modules['torch_utils.training_stats']
         torch.randn_like = orig_randn_like
 
-    doc = dict(kind=kind, G_architecture=g_arch, D_architecture=d_arch, reports=reports, pl_mean=pl_means)
+    doc = dict(kind=kind, G_architecture=g_arch, D_architecture=d_arch, reports=reports, pl_mean=pl_means,
+               **(dict(augment_p=augment_p) if ada else {}))
     (out_dir / f'{kind}-losses.json').write_text(json.dumps(doc, indent=1) + '\n')
 
 
@@ -263,8 +334,8 @@ def main(argv: list[str]) -> None:
     sys.path.insert(0, str(ada_dir))
     torch.set_num_threads(1)  # bit-identical reruns
     out_dir.mkdir(parents=True, exist_ok=True)
-    inputs = make_inputs()
     for kind in kinds:
+        inputs = make_inputs(ADA_ITERS if kind == ADA_KIND else NUM_ITERS)
         np.savez(out_dir / f'{kind}-inputs.npz', **inputs)
         run_kind(kind, out_dir, inputs)
     for path in sorted(out_dir.iterdir()):

@@ -189,14 +189,16 @@ def test_a_run_stopped_by_sigterm_resumes_bitwise(tmp_path, data):
         assert_same_tensors(a[net], b[net])
 
 
-def test_two_gloo_processes_train_like_one(tmp_path, data):
+@pytest.mark.parametrize("aug", [[], ["--aug", "fixed", "--p", 0.5]], ids=["plain", "augmented"])
+def test_two_gloo_processes_train_like_one(tmp_path, data, aug):
     """The same global batch split over two processes gives the same losses at every step (to a few 1e-4,
     what three steps make of floating-point reordering) and the same networks up to that reordering.
     (Adam's per-element normalisation makes weights
     with near-zero gradients move by up to about lr per step, either way, on such noise: a 1-process
     run with another thread count differs as much, so weights are compared with that in mind: D to 3 steps
-    of lr 0.001, G's moving average, which follows G from the start (its ramp-up), to 3 steps each way.)"""
-    args = ["--kimg", 0.024, "--lod-kimg", 0.032, "--batch", 8, "--snap", 1, "--seed", 3, "--tick", 0.008]
+    of lr 0.001, G's moving average, which follows G from the start (its ramp-up), to 3 steps each way.)
+    Augmented, each process applies its share of the draws made for the global batch (training/augment.py)."""
+    args = ["--kimg", 0.024, "--lod-kimg", 0.032, "--batch", 8, "--snap", 1, "--seed", 3, "--tick", 0.008, *aug]
     single = sgan(*train_args(tmp_path / "one", data, *args))
     assert single.returncode == 0, single.stderr
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
