@@ -33,7 +33,7 @@ MAX_REJECTS = 50
 # numeric keys not named anywhere here get a chart each, so a new log field still shows.
 _CHARTS = (
     ("Regularisers", "value", ("r1", "gp", "pl")),
-    ("Augmentation (ADA): p and the overfitting heuristic r_t", "value", ("aug_p", "r_t")),
+    ("Augmentation (ADA): p and the overfitting heuristic r_t", "value", ("aug_p", "r_t", "ada_target")),
     ("Speed", "s/kimg", ("sec_per_kimg",)),
     ("Learning rate", "lr", ("lr",)),
     ("Fade-in alpha", "alpha", ("alpha",)),

@@ -52,8 +52,10 @@ def _log_line(trainer: Trainer, tick: _Tick, res: int, alpha: float) -> dict:
     line = {"kimg": round(trainer.nimg / 1000, 3), "resolution": res, "alpha": round(alpha, 4),
             "lr": learning_rate(cfg, res), "batch": batch_size(cfg, res)}
     line.update({k: round(float(env.mean(v)) / tick.steps, 5) for k, v in tick.sums.items()})
-    if trainer.augment is not None:  # ADA's p after the tick (r_t, its heuristic, is the tick's mean above)
-        line["aug_p"] = round(float(trainer.augment.p), 6)
+    if trainer.augment is not None:  # p after the tick (r_t, ADA's heuristic, is the tick's mean above), settings
+        line.update({"aug_p": round(float(trainer.augment.p), 6), "aug": cfg.aug, "augpipe": cfg.augpipe})
+        if cfg.aug == "ada":
+            line["ada_target"] = cfg.ada_target
     if not all(math.isfinite(v) for v in line.values() if isinstance(v, float)):
         raise SganError(f"The loss became non-finite by kimg {line['kimg']} ({json.dumps(line)}); stopped without "
                         f"saving, the last good checkpoint is {checkpoint.latest(trainer.run_dir)}.")
