@@ -21,7 +21,8 @@ OFF = "TensorBoard logging is off: pip install 'sgan[tensorboard]'"
 # The group (TensorBoard's section) of each of log.jsonl's keys; the loss terms (loss_G, loss_D,
 # and the regularisers r1, gp, pl) and anything else numeric go under Loss/.
 _GROUPS = {"kimg": "Progress", "resolution": "Progress", "alpha": "Progress", "lr": "Progress", "batch": "Progress",
-           "aug_p": "Progress", "ada_target": "Progress", "sec_per_kimg": "Timing", "img_per_sec": "Timing", "memory_gib": "Resources"}
+           "aug_p": "Progress", "ada_target": "Progress", "sec_per_kimg": "Timing", "img_per_sec": "Timing",
+           "memory_gib": "Resources"}
 
 
 def tensorboard_dir(run_dir: Path) -> Path:
