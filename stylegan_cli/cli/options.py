@@ -154,6 +154,5 @@ def augmentation(aug: Optional[Enum], augpipe: Enum, target: Optional[float], p:
 
 def given_augmentation(ctx: typer.Context) -> set[str]:
     """The augmentation settings (TrainConfig fields) given on the command line."""
-    params = {"aug": "aug", "augpipe": "augpipe", "ada_target": "target", "aug_p": "p", "ada_kimg": "ada_kimg"}
-    assert set(params) == set(AUG_FLAGS)
-    return {field for field, param in params.items() if ctx.get_parameter_source(param).name != "DEFAULT"}
+    return {field for field, flag in AUG_FLAGS.items()
+            if ctx.get_parameter_source(flag.lstrip("-").replace("-", "_")).name != "DEFAULT"}
