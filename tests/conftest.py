@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lmdb
 import pytest
 
 from stylegan_cli.cli.app import main
@@ -56,6 +57,19 @@ def small_stylegan2():
             if name.endswith("noise.strength"):
                 p.fill_(0.1)
     return G.eval().requires_grad_(False), config
+
+
+def prep_position(partial: Path) -> int:
+    """How many inputs an unfinished prep has committed (0 before its first commit)."""
+    if not (partial / "data.mdb").exists():
+        return 0
+    env = lmdb.open(str(partial), readonly=True, lock=True)
+    try:
+        with env.begin() as txn:
+            value = txn.get(b"prep/position")
+            return int(value) if value is not None else 0
+    finally:
+        env.close()
 
 
 def pupils(tem: Path):

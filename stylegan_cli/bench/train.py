@@ -33,7 +33,7 @@ def train_figures(cfg: TrainConfig, device: torch.device, iters: int, warmup: in
     period = max(cfg.r1_every, cfg.pl_every if cfg.pl_weight > 0 else 1)
     iters = -(-iters // period) * period
     reals = torch.randint(0, 256, (batch, 3, resolution, resolution), dtype=torch.uint8, device=device)
-    step = lambda: trainer.iteration(reals, resolution, 1.0)  # noqa: E731
+    step = lambda: trainer.iteration(reals, None, resolution, 1.0)  # noqa: E731
     err.print(f"{cfg.arch} ({cfg.g_arch} G, {cfg.d_arch} D) {resolution}x{resolution}, batch {batch}, "
               f"{cfg.precision}{', compiled' if cfg.compile else ''} on {device}: {warmup} warm-up + {iters} timed "
               f"iterations")
@@ -50,7 +50,7 @@ def train_figures(cfg: TrainConfig, device: torch.device, iters: int, warmup: in
     if cfg.aug != "none":
         err.print("... and the same without augmentation")
         plain = Trainer(replace(cfg, aug="none"), Path("."), range(batch), Dist(device=device))
-        without = seconds_per_call(lambda: plain.iteration(reals, resolution, 1.0), warmup, iters, device)
+        without = seconds_per_call(lambda: plain.iteration(reals, None, resolution, 1.0), warmup, iters, device)
         share = {"augment_share": sig(1 - without / seconds), "s_per_kimg_without_augment": sig(without / batch * 1000)}
     return {
         "device": device_name(device),

@@ -38,7 +38,9 @@ def import_network(
             record.outputs.append(str(path))
         net = converted.network
         err.print(f"{converted.format}: {net['arch']} (G {net['g_arch']}, D {net['d_arch']}) at "
-                  f"{net['resolution']}x{net['resolution']}, z {net['z_dim']}, w {net['w_dim']}.")
+                  f"{net['resolution']}x{net['resolution']}, z {net['z_dim']}, w {net['w_dim']}"
+                  + (f", class-conditional on {net['c_dim']} classes (sample with --class K)." if net.get("c_dim")
+                     else "."))
         for note in converted.notes:
             err.print(note)
         results([path], {"checkpoint": str(path), "format": converted.format, **net,

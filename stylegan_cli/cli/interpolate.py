@@ -12,6 +12,7 @@ import typer
 from stylegan_cli.cli.options import (
     BatchOption,
     CkptOption,
+    ClassOption,
     CutoffOption,
     GridScaleOption,
     JsonOption,
@@ -57,6 +58,7 @@ def interpolate(
     noise_mode: NoiseOption = NoiseMode.const,
     batch: BatchOption = 32,
     ckpt: CkptOption = None,
+    label: ClassOption = None,
     out: OutOption = None,
     grid_scale: GridScaleOption = None,
     run: RunOption = None,
@@ -77,7 +79,7 @@ and an MP4 left by an earlier run that this one does not replace are removed.
     with rundir.stage(run_dir, writes=folder) as record:
         if (seeds is None) == (latents is None):
             raise UsageError("Give the keyframes with either --seeds or --latents.")
-        loaded = load_generator(run_dir, ckpt)
+        loaded = load_generator(run_dir, ckpt, label)
         G = loaded.G
         keys = (interpolation.seed_keyframes(parse_seeds(seeds), G.z_dim) if seeds is not None
                 else parse_latents(latents, G.z_dim))

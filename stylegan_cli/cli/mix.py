@@ -15,6 +15,7 @@ import typer
 from stylegan_cli.cli.options import (
     BatchOption,
     CkptOption,
+    ClassOption,
     CutoffOption,
     GridScaleOption,
     JsonOption,
@@ -66,6 +67,7 @@ def mix(
     noise_mode: NoiseOption = NoiseMode.const,
     batch: BatchOption = 32,
     ckpt: CkptOption = None,
+    label: ClassOption = None,
     out: OutOption = None,
     grid_scale: GridScaleOption = None,
     run: RunOption = None,
@@ -96,7 +98,7 @@ own noise maps (from sgan project) gives them to its image and to the mixes whos
             raise UsageError(f"--styles mixes exactly two groups' latents, but {len(named)} groups are named.")
         if sum(texts[g] == "-" for g in named) > 1:
             raise UsageError("Only one group can read its latents from stdin ('-').")
-        loaded = load_generator(run_dir, ckpt)
+        loaded = load_generator(run_dir, ckpt, label)
         G = loaded.G
         layers = parse_layers(styles, G.num_ws) if styles is not None else None
         latents = {g: parse_latents(texts[g], G.z_dim) for g in named}

@@ -22,6 +22,7 @@ import typer
 from stylegan_cli.cli.options import (
     BatchOption,
     CkptOption,
+    ClassOption,
     GridScaleOption,
     JsonOption,
     OutOption,
@@ -52,6 +53,7 @@ def noise(
                                                                       "are fine, the rest coarse.")] = 64,
     batch: BatchOption = 32,
     ckpt: CkptOption = None,
+    label: ClassOption = None,
     out: OutOption = None,
     grid_scale: GridScaleOption = None,
     run: RunOption = None,
@@ -66,7 +68,7 @@ def noise(
     panels = _parse_layers(layers)
     run_dir = rundir.resolve_run(run)
     folder = out_dir(run_dir, out, "noise")
-    loaded = load_generator(run_dir, ckpt)
+    loaded = load_generator(run_dir, ckpt, label)
     G = loaded.G
     if G.arch == "pggan":
         raise UsageError(f"{loaded.ckpt} is a Progressive GAN generator, which has no noise inputs to vary.")

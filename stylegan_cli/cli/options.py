@@ -59,6 +59,9 @@ ConfigFOption = Annotated[bool, typer.Option(
     "--config-f", help="StyleGAN2 config F: --arch stylegan2 --g-arch skip --d-arch resnet.")]
 CkptOption = Annotated[Optional[Path], typer.Option("--ckpt", help="Checkpoint to read (default: the run's newest).",
                                                     show_default=False)]
+ClassOption = Annotated[Optional[str], typer.Option(
+    "--class", show_default=False, help="Class to render, a number or a name, for a class-conditional network "
+                                       "(required there for seeds; truncation then centres on the class's mean w).")]
 BatchOption = Annotated[int, typer.Option("--batch", min=1, help="Images per forward pass.")]
 NoiseOption = Annotated[NoiseMode, typer.Option("--noise-mode", help="Per-layer noise: fixed, drawn per image "
                                                                      "from its seed, or off.")]

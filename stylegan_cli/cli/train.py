@@ -85,6 +85,25 @@ def _stored_augmentation(ctx: typer.Context, flags: dict, state: dict | None) ->
     return stored
 
 
+def _conditioning(cond: bool, dataset: Dataset, data_path, state: dict | None) -> dict:
+    """The run's classes (docs/design.md §15): the dataset's labels with --cond, none without; a resumed run must be
+    given --cond exactly when it was trained with it, on as many classes."""
+    stored = 0 if state is None else checkpoint.network_config(state["config"])["c_dim"]
+    if state is not None and bool(stored) != cond:
+        held = f"a class-conditional network ({stored} classes)" if stored else "an unconditional network"
+        raise UsageError(f"This run's checkpoint holds {held}; {'pass' if stored else 'leave out'} --cond or use a "
+                         f"new run.")
+    if not cond:
+        return {"c_dim": 0, "class_names": []}
+    if not dataset.num_classes:
+        raise UsageError(f"--cond needs a labelled dataset and {data_path} has no labels; prepare one with "
+                         f"`sgan prep images --labels folders` (or --labels dataset.json).")
+    if stored and stored != dataset.num_classes:
+        raise UsageError(f"The run's network has {stored} classes and {data_path} has {dataset.num_classes}; "
+                         f"use a dataset with the same classes or a new run.")
+    return {"c_dim": dataset.num_classes, "class_names": list(dataset.class_names)}
+
+
 def _say_augmentation(cfg: TrainConfig, defaulted: bool, images: int) -> None:
     if cfg.aug == "none":
         return
@@ -179,6 +198,9 @@ def train(
     target: TargetOption = None,
     p: POption = None,
     ada_kimg: AdaKimgOption = None,
+    cond: Annotated[bool, typer.Option(
+        "--cond", help="Class-conditional: G and D take the dataset's labels (StyleGAN2-ADA's --cond); needs a "
+                       "labelled dataset, and again on every resume.")] = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the configuration and parameter counts (JSON), then exit.")] = False,
     as_json: JsonOption = False,
@@ -214,7 +236,9 @@ def train(
         snap_kimg=snap, tick_kimg=tick, image_ticks=image_ticks, keep=keep, data=str(data_path.resolve()),
         workers=workers, metrics=_metric_names(metrics), metrics_kimg=metrics_every, **flags,
     )
-    cfg = replace(cfg, **stored, **_stored_augmentation(ctx, flags, state))
+    stored.pop("c_dim", None)
+    cfg = replace(cfg, **stored, **_stored_augmentation(ctx, flags, state),
+                  **_conditioning(cond, dataset, data_path, state))
     if cfg.progressive and cfg.redesigned:
         raise UsageError("--progressive needs --g-arch orig and --d-arch orig: StyleGAN2's skip and residual "
                          "designs replace growing (§4.1; a resnet D, for one, has no FromRGB below full resolution "

@@ -20,6 +20,7 @@ import typer
 from stylegan_cli.cli.options import (
     BatchOption,
     CkptOption,
+    ClassOption,
     CutoffOption,
     GridScaleOption,
     JsonOption,
@@ -54,6 +55,7 @@ def truncate(
     noise_mode: NoiseOption = NoiseMode.const,
     batch: BatchOption = 32,
     ckpt: CkptOption = None,
+    label: ClassOption = None,
     out: OutOption = None,
     grid_scale: GridScaleOption = None,
     run: RunOption = None,
@@ -68,11 +70,14 @@ def truncate(
                          "the average w, or both.")
     if samples is not None and not compute_avg:
         raise UsageError("--samples only applies with --compute-avg.")
+    if compute_avg and label is not None:
+        raise UsageError("--compute-avg stores the centre of all of W beside the checkpoint; a class's own centre is "
+                         "computed whenever --class is given, so leave out one of them.")
     seed_list = parse_seeds(seeds) if seeds is not None else []
     psis = [p + 0.0 for p in parse_floats(psi, "--psi")]  # + 0.0 turns -0.0 into 0.0 for file names
     run_dir = rundir.resolve_run(run)
     folder = out_dir(run_dir, out, "truncate")
-    loaded = load_generator(run_dir, ckpt)
+    loaded = load_generator(run_dir, ckpt, label)
     G = loaded.G
     check_cutoff(G, trunc_cutoff)
     with rundir.stage(run_dir, writes=folder) as record:

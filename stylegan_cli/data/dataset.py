@@ -3,7 +3,8 @@
 One LMDB environment holds every level of every image, 4x4 up to the top resolution, each level
 derived from the next finer one by 2x2 box averaging (as Progressive GAN builds its levels).
 Keys: `meta` (JSON), `img/<res>/<index>` (pixels), `src/<index>` (JSON: source file, face, top
-level's pixel_md5), `reject/<position>` (JSON), and `prep/...` progress keys while it is being built.
+level's pixel_md5, class label), `reject/<position>` (JSON), `labels` (every record's class as int64,
+labelled datasets only), and `prep/...` progress keys while it is being built.
 
 `DatasetWriter` builds one in `<path>.partial` with every batch of results committed in one
 transaction together with the position reached, so a build killed at any moment resumes exactly;
@@ -89,12 +90,16 @@ def _reject_key(position: int) -> bytes:
     return f"reject/{position:08d}".encode()
 
 
+LABELS_KEY = b"labels"
+LABEL_DTYPE = np.dtype("<i8")
+
+
 @dataclass
 class Record:
     """One image ready to store: its encoded levels and where it came from."""
 
     levels: dict[int, bytes]
-    source: dict  # {"source": relative path, "face": k, "pixel_md5": md5 of the top level, ...}
+    source: dict  # {"source": relative path, "face": k, "pixel_md5": md5 of the top level, "label": class, ...}
 
 
 def _check_complete(env: lmdb.Environment, path: Path) -> None:
@@ -129,9 +134,11 @@ def _get_json(txn, key: bytes, default=None):
 
 
 class DatasetWriter:
-    """Builds a dataset in `<path>.partial`, resumable after any interruption."""
+    """Builds a dataset in `<path>.partial`, resumable after any interruption. A labelled one is given
+    `labels` (a class index or None per input) and `class_names`, kept with the inputs until it is finished."""
 
-    def __init__(self, path: Path, settings: dict, inputs: list[str]):
+    def __init__(self, path: Path, settings: dict, inputs: list[str], labels: list[int | None] | None = None,
+                 class_names: list[str] | None = None):
         self.path = path
         self.partial = path.with_name(path.name + ".partial")
         self.resumed = False
@@ -150,11 +157,16 @@ class DatasetWriter:
             with self.env.begin(write=True) as txn:
                 txn.put(b"prep/settings", json.dumps(settings).encode())
                 txn.put(b"prep/inputs", json.dumps(inputs).encode())
+                if class_names is not None:
+                    txn.put(b"prep/labels", json.dumps(labels).encode())
+                    txn.put(b"prep/class_names", json.dumps(class_names).encode())
                 txn.put(b"prep/position", b"0")
                 txn.put(b"prep/count", b"0")
                 txn.put(b"prep/stats", b"{}")
         with self.env.begin() as txn:
             self.inputs: list[str] = _get_json(txn, b"prep/inputs")
+            self.labels: list[int | None] | None = _get_json(txn, b"prep/labels")
+            self.class_names: list[str] | None = _get_json(txn, b"prep/class_names")
             self.position = int(txn.get(b"prep/position"))
             self.count = int(txn.get(b"prep/count"))
             self.stats: dict = _get_json(txn, b"prep/stats")
@@ -205,15 +217,24 @@ class DatasetWriter:
             return [json.loads(v) for v in _iter_prefix(txn, b"reject/")]
 
     def finish(self, meta: dict) -> None:
-        """Writes the metadata, drops the progress keys and renames the dataset into place."""
+        """Writes the metadata (and for a labelled dataset its class names, and every record's label in
+        one array), drops the progress keys and renames the dataset into place."""
         digests = hashlib.sha256()
-        for source in self.sources():
+        labels = np.empty(self.count, LABEL_DTYPE)
+        for i, source in enumerate(self.sources()):
             digests.update(source["pixel_md5"].encode())
+            labels[i] = source.get("label", -1)
         meta = dict(meta, format=FORMAT, version=FORMAT_VERSION, count=self.count, fingerprint=digests.hexdigest())
+        if self.class_names is not None:
+            assert labels.min(initial=0) >= 0, "every record of a labelled dataset has a label"
+            meta["class_names"] = self.class_names
 
         def write(txn):
-            for key in (b"prep/position", b"prep/count", b"prep/stats", b"prep/inputs"):
+            for key in (b"prep/position", b"prep/count", b"prep/stats", b"prep/inputs", b"prep/labels",
+                        b"prep/class_names"):
                 txn.delete(key)
+            if self.class_names is not None:
+                txn.put(LABELS_KEY, labels.tobytes())
             txn.put(b"meta", json.dumps(meta).encode())
 
         self._write(write)
@@ -256,6 +277,38 @@ class Dataset:
                             f"{FORMAT_VERSION}.")
         self.meta: dict = meta
         self.resolutions: list[int] = meta["resolutions"]
+        self._labels: np.ndarray | None = None  # read on first use
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """The class names, index order; None for an unlabelled dataset (every dataset before labels was)."""
+        return self.meta.get("class_names")
+
+    @property
+    def num_classes(self) -> int:
+        """How many classes the labels index into (some may have no images); 0 when unlabelled."""
+        return len(self.class_names or [])
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        """Every record's class, an (N,) int64 array in index order (read-only: index or copy it), read in one
+        piece; None when unlabelled."""
+        if self.class_names is None:
+            return None
+        if self._labels is None:
+            with self._txn() as txn:
+                data = txn.get(LABELS_KEY)
+            if data is None or len(data) != len(self) * LABEL_DTYPE.itemsize:
+                raise SganError(f"The dataset {self.path} is damaged: its labels record is missing or does not "
+                                f"hold {len(self)} labels; copy it again or rerun `sgan prep --overwrite`.")
+            self._labels = np.frombuffer(data, LABEL_DTYPE).astype(np.int64, copy=False)
+        return self._labels
+
+    def label(self, index: int) -> int | None:
+        """The class of image `index`; None when unlabelled."""
+        self._check(index, self.resolutions[-1])
+        labels = self.labels
+        return None if labels is None else int(labels[index])
 
     def _txn(self):
         if self._pid != os.getpid():  # first read here, or a forked child holding its parent's handle
@@ -269,7 +322,7 @@ class Dataset:
         self._env, self._pid = None, None
 
     def __getstate__(self):
-        return {**self.__dict__, "_env": None, "_pid": None}
+        return {**self.__dict__, "_env": None, "_pid": None, "_labels": None}
 
     def __len__(self) -> int:
         return self.meta["count"]

@@ -12,7 +12,7 @@ from stylegan_cli.core.errors import UsageError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 MAX_PIXELS = 16384 * 16384  # default limit on width*height, checked before decoding
 
-REJECT_REASONS = ("unreadable", "not an image", "truncated", "too large", "no face", "face too small")
+REJECT_REASONS = ("unreadable", "not an image", "truncated", "too large", "no face", "face too small", "no label")
 
 # 16-bit grayscale modes; "I" (32-bit signed) is read as 16-bit too, which is what it holds in photos.
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")

@@ -7,8 +7,10 @@ signal ends it with what was committed kept, exiting 128 + the signal's number (
 
 `settings` is the dict the command builds from its flags: `kind` ("ffhq" or "images"), `src`,
 `resolution`, `max_pixels`, and for faces `landmarks` ("fan", "dlib", or a landmarks file's path,
-then with its `landmarks_sha256`), `faces`, `rotation`, `exact`, `min_face` and `device`. All but the
-device decide the dataset's content and are stored in it.
+then with its `landmarks_sha256`), `faces`, `rotation`, `exact`, `min_face` and `device`; for a labelled
+`prep images`, `labels` ("folders", or a labels file's path, then with its `labels_sha256`). All but the
+device decide the dataset's content and are stored in it, so a build is resumed, or a finished dataset
+kept, only under the same labels.
 """
 
 from __future__ import annotations
@@ -39,13 +41,14 @@ def finished(dataset_path: Path, settings: dict) -> Dataset | None:
     return existing if existing.meta.get("settings") == _comparable(settings) else None
 
 
-def build(dataset_path: Path, data_dir: Path, settings: dict, inputs: list[str],
-          workers: int) -> tuple[dict, list[Path]]:
-    """Builds the dataset at `dataset_path` from `inputs` (paths relative to `settings["src"]`),
-    resuming an interrupted build with the same settings, and replacing an older dataset only once
-    the new one is complete. Returns the report and the report files written into `data_dir`."""
+def build(dataset_path: Path, data_dir: Path, settings: dict, inputs: list[str], workers: int,
+          labels: list[int | None] | None = None, class_names: list[str] | None = None) -> tuple[dict, list[Path]]:
+    """Builds the dataset at `dataset_path` from `inputs` (paths relative to `settings["src"]`), labelled
+    when `class_names` is given (`labels`: a class or None per input), resuming an interrupted build with
+    the same settings, and replacing an older dataset only once the new one is complete. Returns the
+    report and the report files written into `data_dir`."""
     dataset_path.parent.mkdir(parents=True, exist_ok=True)
-    writer = DatasetWriter(dataset_path, _comparable(settings), inputs)
+    writer = DatasetWriter(dataset_path, _comparable(settings), inputs, labels, class_names)
     if writer.resumed:
         err.print(f"Resuming: {writer.position} of {len(writer.inputs)} inputs already done.")
         if writer.inputs != inputs:
@@ -113,10 +116,10 @@ def _process_all(writer: DatasetWriter, settings: dict, workers: int) -> dict:
             ctx = multiprocessing.get_context("spawn")
             signals.start_resource_tracker()
             pool = ctx.Pool(min(workers, len(remaining)), initializer=init_worker,
-                            initargs=(settings, writer.inputs))
+                            initargs=(settings, writer.inputs, writer.labels))
             outcomes = pool.imap(process, remaining, chunksize=_chunksize(len(remaining), workers))
         else:
-            init_worker(settings, writer.inputs, in_process=True)
+            init_worker(settings, writer.inputs, writer.labels, in_process=True)
             outcomes = map(process, remaining)
         with progress("prep", total, writer.position) as bar:
             for position, records, reject, timings in outcomes:

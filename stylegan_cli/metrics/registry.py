@@ -4,8 +4,8 @@ Each kind of metric is one function below, registered with `register`: the form 
 paper's count (a name gives its own as N or Nk, e.g. fid10k or fid500), the parameters a name may
 leave out, and the constants of its definition. It computes its results from an `Evaluator`
 (metrics/evaluator.py), which holds the image sets, the generator and the shared Inception features.
-The names listed by `sgan metrics --help` and by errors, the kinds that compare two given image sets,
-and the checks the command layer makes up front all come from these registrations.
+The names listed by `sgan metrics --help` and by errors, the kinds that compare two given image sets or
+score one, and the checks the command layer makes up front all come from these registrations.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 
 from stylegan_cli.core.console import progress
 from stylegan_cli.core.errors import UsageError
-from stylegan_cli.metrics import fid, msssim, ppl, separability, swd
+from stylegan_cli.metrics import fid, inception_score, msssim, ppl, separability, swd
 from stylegan_cli.metrics.classifiers import load_classifiers
 from stylegan_cli.metrics.lpips import load_lpips
 
@@ -59,6 +59,7 @@ class _Kind:
     names: tuple[str, ...]
     defaults: dict
     compares_sets: bool
+    one_set: bool
     needs_classifiers: bool
     image_problem: Callable[[int], str | None] | None
     compute: Callable
@@ -68,17 +69,19 @@ _KINDS: dict[str, _Kind] = {}
 
 
 def register(kind: str, form: str, *, count: int, names: tuple[str, ...], compares_sets: bool = False,
-             needs_classifiers: bool = False, image_problem: Callable[[int], str | None] | None = None, **defaults):
+             one_set: bool = False, needs_classifiers: bool = False,
+             image_problem: Callable[[int], str | None] | None = None, **defaults):
     """Registers the decorated function `f(ev, metric) -> {result name: value}` as the metric `kind`.
 
     `form` is the regular expression of its names, with the groups `digits` and `k` for the count and
     one group per parameter (`neighbours`, `space`, `sampling`); `count` the paper's count; `names`
     the names `sgan metrics --help` lists; `defaults` the parameters a name may leave out;
-    `compares_sets` whether it can compare two given image sets (`sgan metrics --real A --fake B`);
-    `image_problem(side)` says why images of a size will not do."""
+    `compares_sets` whether it can compare two given image sets (`sgan metrics --real A --fake B`); `one_set`
+    whether it scores the generated set alone, and so also a given one (`sgan metrics --fake A`, with or without
+    --real); `image_problem(side)` says why images of a size will not do."""
 
     def decorator(compute: Callable) -> Callable:
-        _KINDS[kind] = _Kind(re.compile(form), count, names, defaults, compares_sets, needs_classifiers,
+        _KINDS[kind] = _Kind(re.compile(form), count, names, defaults, compares_sets, one_set, needs_classifiers,
                              image_problem, compute)
         return compute
 
@@ -144,6 +147,18 @@ def _pr(ev, metric: Metric) -> dict[str, float]:
     return {f"{metric.name}_precision": precision, f"{metric.name}_recall": recall}
 
 
+@register("is", rf"is{_COUNT}", count=50_000, names=("is50k",), one_set=True)
+def _is(ev, metric: Metric) -> dict[str, float]:
+    """The Inception Score (Salimans et al. 2016 §4) of the generated images, as StyleGAN2-ADA's is50k computes it
+    (metrics/inception_score.py) with its number of splits: two results, name_mean and name_std."""
+    splits = 10
+    n = metric.count if ev.fake.count is None else min(metric.count, ev.fake.count)
+    if n < splits:
+        raise UsageError(f"{metric.name} needs at least {splits} images, one per split; there are {n}.")
+    mean, std = inception_score.inception_score(ev.logits(ev.fake, n), splits)
+    return {f"{metric.name}_mean": mean, f"{metric.name}_std": std}
+
+
 @register("ppl", rf"ppl_(?P<space>{_one_of(ppl.SPACES)})(?P<sampling>{_one_of(ppl.SAMPLINGS)}){_COUNT}",
           count=100_000, names=("ppl_zfull", "ppl_wfull", "ppl_zend", "ppl_wend"))
 def _ppl(ev, metric: Metric) -> dict[str, float]:
@@ -191,4 +206,6 @@ def _msssim(ev, metric: Metric) -> dict[str, float]:
 
 
 NAMES = ", ".join(name for spec in _KINDS.values() for name in spec.names)  # fid50k, kid50k, ..., msssim
-FOLDER_METRICS = tuple(kind for kind, spec in _KINDS.items() if spec.compares_sets)  # fid, kid, pr, swd
+# The kinds that given image sets can give: two (--real A --fake B: fid, kid, pr, is, swd) and one (--fake A: is).
+FOLDER_METRICS = tuple(kind for kind, spec in _KINDS.items() if spec.compares_sets or spec.one_set)
+ONE_SET_METRICS = tuple(kind for kind, spec in _KINDS.items() if spec.one_set)

@@ -29,7 +29,7 @@ FORMAT = "sgan-checkpoint"
 VERSION = 3
 # The config fields that shape the networks, with the value a checkpoint written before a field existed means.
 NETWORK_DEFAULTS = {"g_arch": "orig", "d_arch": "orig", "z_dim": 512, "w_dim": 512, "mapping_layers": 8,
-                    "mapping_width": 512}
+                    "mapping_width": 512, "c_dim": 0, "d_mapping_layers": 8}
 NETWORK_KEYS = ("arch", "resolution", "fmap_base", "fmap_max", *NETWORK_DEFAULTS, "layer_noise")
 _NAME = re.compile(r"ckpt-(\d{7})\.pt$")
 
@@ -54,13 +54,14 @@ def build_generator(config: dict) -> Generator:
     return Generator(net["arch"], net["resolution"], z_dim=net["z_dim"], w_dim=net["w_dim"],
                      mapping_layers=net["mapping_layers"], mapping_width=net["mapping_width"],
                      fmap_base=net["fmap_base"], fmap_max=net["fmap_max"], g_arch=net["g_arch"],
-                     layer_noise=net["layer_noise"])
+                     layer_noise=net["layer_noise"], c_dim=net["c_dim"])
 
 
 def build_discriminator(config: dict) -> Discriminator:
     net = network_config(config)
     return Discriminator(net["resolution"], fmap_base=net["fmap_base"], fmap_max=net["fmap_max"],
-                         d_arch=net["d_arch"], arch=net["arch"])
+                         d_arch=net["d_arch"], arch=net["arch"], c_dim=net["c_dim"],
+                         mapping_layers=net["d_mapping_layers"])
 
 
 def save(run_dir: Path, state: dict, kimg: int, keep: int | None = None) -> Path:

@@ -8,10 +8,13 @@ sees the pooled image through the lower FromRGB, exactly as PG's Fig. 2.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from stylegan_cli.model.generator import MappingNetwork
 from stylegan_cli.model.layers import (
     CONV_CLAMP,
     LRELU_SLOPE,
@@ -33,6 +36,9 @@ D_ARCHS = ("orig", "skip", "resnet")
 # The blocks of the original ("orig") discriminator, by the generator's arch: Progressive GAN's own (no blur),
 # StyleGAN's (blurred), StyleGAN2's (its layers, as in its configs B-D and Fig. 7a).
 ARCHS = ("pggan", "stylegan", "stylegan2")
+# The label mapping of a conditional discriminator: the depth and learning-rate multiplier of NVIDIA's PyTorch
+# MappingNetwork defaults, which their training keeps for D (their TF code's D maps with 0 layers by default).
+D_MAPPING_LAYERS, D_MAPPING_LR_MUL = 8, 0.01
 
 class FromRGB(nn.Module):
     """1x1 conv from RGB to features, leaky ReLU 0.2 (PG Table 2); `gain_after_bias` for StyleGAN2's (see
@@ -115,20 +121,27 @@ class MinibatchStd(nn.Module):
 class DiscriminatorEpilogue(nn.Module):
     """The 4x4 end of PG's discriminator (Table 2): minibatch std, 3x3 conv, the 4x4 'conv' to a 1x1 output
     (a dense layer on the flattened 4x4 maps), leaky ReLU after both, then a linear dense layer to 1;
-    `gain_after_bias` for StyleGAN2's."""
+    `gain_after_bias` for StyleGAN2's. Class-conditional (`cmap_dim` > 0): the projection discriminator of
+    NVIDIA's StyleGAN2-ADA code (after Miyato & Koyama 2018): the last layer gives cmap_dim features, and the score
+    is their dot product with the mapped label, scaled by 1/sqrt(cmap_dim)."""
 
-    def __init__(self, channels: int, mbstd_group_size: int, mbstd_num_features: int, gain_after_bias: bool = False):
+    def __init__(self, channels: int, mbstd_group_size: int, mbstd_num_features: int, gain_after_bias: bool = False,
+                 cmap_dim: int = 0):
         super().__init__()
         self.mbstd = MinibatchStd(mbstd_group_size, mbstd_num_features)
         self.conv = EqualizedConv2d(channels + mbstd_num_features, channels, 3, gain=SQRT2,
                                     gain_after_bias=gain_after_bias)
         self.fc = EqualizedLinear(channels * 16, channels, gain=SQRT2, gain_after_bias=gain_after_bias)
-        self.out = EqualizedLinear(channels, 1)
+        self.out = EqualizedLinear(channels, cmap_dim or 1)
+        self.cmap_dim = cmap_dim
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cmap: torch.Tensor | None = None) -> torch.Tensor:
         x = F.leaky_relu(self.conv(self.mbstd(x)), LRELU_SLOPE)
-        x = F.leaky_relu(self.fc(x.flatten(1)), LRELU_SLOPE)
-        return self.out(x).squeeze(1)
+        x = self.out(F.leaky_relu(self.fc(x.flatten(1)), LRELU_SLOPE))
+        if not self.cmap_dim:
+            return x.squeeze(1)
+        assert cmap is not None and cmap.shape == (x.shape[0], self.cmap_dim), (None if cmap is None else cmap.shape)
+        return (x * cmap.to(x.dtype)).sum(dim=1) * (1 / math.sqrt(self.cmap_dim))
 
 
 class Discriminator(nn.Module):
@@ -142,10 +155,15 @@ class Discriminator(nn.Module):
     reads it at every resolution, downsampled with the [1,3,3,1] filter, and adds each FromRGB's features,
     the epilogue's too. `arch` chooses the original design's blocks: Progressive GAN's own D has no blur
     ("pggan"), StyleGAN's blurs ("stylegan"), StyleGAN2's are its own layers ("stylegan2"; skip and resnet
-    always are)."""
+    always are).
+
+    Class-conditional (`c_dim` classes, docs/design.md §15) as NVIDIA's StyleGAN2-ADA discriminator, for every
+    arch: the one-hot label through a mapping network of its own (z_dim 0, `mapping_layers` layers, as wide as the
+    4x4 features, cmap_dim) into the projection epilogue."""
 
     def __init__(self, resolution: int, fmap_base: int = 8192, fmap_max: int = 512, mbstd_group_size: int = 4,
-                 mbstd_num_features: int = 1, d_arch: str = "orig", arch: str = "stylegan"):
+                 mbstd_num_features: int = 1, d_arch: str = "orig", arch: str = "stylegan", c_dim: int = 0,
+                 mapping_layers: int = D_MAPPING_LAYERS):
         super().__init__()
         if d_arch not in D_ARCHS or arch not in ARCHS:
             raise ValueError(f"d_arch must be one of {', '.join(D_ARCHS)} and arch one of {', '.join(ARCHS)}, "
@@ -159,17 +177,25 @@ class Discriminator(nn.Module):
         self.blocks = nn.ModuleList(
             StyleGAN2Block(fmaps[i], fmaps[i - 1], residual=d_arch == "resnet") if stylegan2 else
             DiscriminatorBlock(fmaps[i], fmaps[i - 1], blur=arch == "stylegan") for i in range(1, len(fmaps)))
-        self.epilogue = DiscriminatorEpilogue(fmaps[0], mbstd_group_size, mbstd_num_features, gain_after_bias=stylegan2)
+        cmap_dim = fmaps[0] if c_dim else 0  # NVIDIA's default cmap_dim: the 4x4 features' width
+        self.c_dim = c_dim
+        self.mapping = MappingNetwork(0, cmap_dim, mapping_layers, D_MAPPING_LR_MUL, cmap_dim,
+                                      gain_after_bias=stylegan2, c_dim=c_dim) if c_dim else None
+        self.epilogue = DiscriminatorEpilogue(fmaps[0], mbstd_group_size, mbstd_num_features, gain_after_bias=stylegan2,
+                                              cmap_dim=cmap_dim)
         if d_arch == "skip":
             self.register_buffer("fir", fir_filter(), persistent=False)
 
-    def forward(self, img: torch.Tensor, res: int | None = None, alpha: float = 1.0) -> torch.Tensor:
-        """(N, 3, res, res) images -> (N,) scores."""
+    def forward(self, img: torch.Tensor, res: int | None = None, alpha: float = 1.0,
+                c: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, 3, res, res) images [with (N, c_dim) one-hot labels when conditional] -> (N,) scores."""
         res = res or self.resolution
         assert 4 <= res <= self.resolution and img.shape[1:] == (3, res, res), (img.shape, res)
+        assert (c is None) == (self.c_dim == 0), f"labels {'missing' if c is None else 'given'} (c_dim {self.c_dim})"
+        cmap = None if c is None else self.mapping(None, c)
         if self.d_arch != "orig":
             assert res == self.resolution and alpha == 1.0, f"a {self.d_arch} discriminator does not grow"
-            return self._forward_stylegan2(img)
+            return self._forward_stylegan2(img, cmap)
         n = resolution_log2(res) - 2
         assert 0.0 <= alpha <= 1.0 and (alpha == 1.0 or n > 0), f"cannot fade in {res}x{res} at alpha {alpha}"
         x = self.from_rgb[n](img)
@@ -177,13 +203,13 @@ class Discriminator(nn.Module):
             x = self.blocks[i - 1](x)
             if i == n and alpha < 1:
                 x = torch.lerp(self.from_rgb[n - 1](F.avg_pool2d(img, 2)), x, alpha)
-        return self.epilogue(x)
+        return self.epilogue(x, cmap)
 
-    def _forward_stylegan2(self, img: torch.Tensor) -> torch.Tensor:
+    def _forward_stylegan2(self, img: torch.Tensor, cmap: torch.Tensor | None) -> torch.Tensor:
         x = self.from_rgb[-1](img)
         for i in range(len(self.blocks), 0, -1):
             x = self.blocks[i - 1](x)
             if self.d_arch == "skip":
                 img = downsample2d(img, self.fir)
                 x = x + self.from_rgb[i - 1](img)
-        return self.epilogue(x)
+        return self.epilogue(x, cmap)

@@ -55,21 +55,48 @@ class MappingNetwork(nn.Module):
     """The mapping network f: Z -> W (SG §2): pixel-normalised z through `num_layers` dense layers with
     leaky ReLU 0.2, `width` wide but the last (w_dim), their learning rate multiplied by `lr_mul` (SG App. C:
     8 layers, 512 wide, 0.01). StyleGAN2's applies each layer's gain after its bias (`gain_after_bias`,
-    see EqualizedLinear)."""
+    see EqualizedLinear).
+
+    Class-conditional (`c_dim` classes, docs/design.md §15), as NVIDIA's StyleGAN2-ADA mapping network: the one-hot
+    label through a linear dense layer to w_dim (`embed`), pixel-normalised and joined to the normalised z, so the
+    first layer reads z_dim + w_dim features. With z_dim 0 it maps the label alone (the projection
+    discriminator's label mapping)."""
 
     def __init__(self, z_dim: int, w_dim: int, num_layers: int, lr_mul: float, width: int,
-                 gain_after_bias: bool = False):
+                 gain_after_bias: bool = False, c_dim: int = 0):
         super().__init__()
-        dims = [z_dim] + [width] * (num_layers - 1) + [w_dim]
+        assert z_dim > 0 or c_dim > 0, "a mapping network needs a latent or a label"
+        dims = [z_dim + (w_dim if c_dim else 0)] + [width] * (num_layers - 1) + [w_dim]
+        self.z_dim, self.c_dim = z_dim, c_dim
         self.norm = PixelNorm()
+        self.embed = EqualizedLinear(c_dim, w_dim) if c_dim else None
         self.layers = nn.ModuleList(EqualizedLinear(i, o, gain=SQRT2, lr_mul=lr_mul, gain_after_bias=gain_after_bias)
-                                    for i, o in zip(dims, dims[1:]))
+                                    for i, o in list(zip(dims, dims[1:]))[:num_layers])  # none for 0 (the label alone)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.norm(z)
+    def forward(self, z: torch.Tensor | None, c: torch.Tensor | None = None) -> torch.Tensor:
+        parts = [self.norm(z)] if self.z_dim else []
+        if self.embed is not None:
+            assert c is not None and c.ndim == 2 and c.shape[1] == self.c_dim, (None if c is None else c.shape)
+            parts.append(self.norm(self.embed(c.to(self.embed.weight.dtype))))
+        x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
         for layer in self.layers:
             x = F.leaky_relu(layer(x), LRELU_SLOPE)
         return x
+
+
+class LabelledPixelNorm(nn.Module):
+    """Progressive GAN's conditional input (its code's `G_paper`): the one-hot label appended to z, the pair
+    pixel-normalised together, so pggan's "w" has z_dim + c_dim features (docs/design.md §15)."""
+
+    def __init__(self, c_dim: int):
+        super().__init__()
+        self.c_dim, self.norm = c_dim, PixelNorm()
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        if not self.c_dim:
+            return self.norm(z)
+        assert c is not None and c.ndim == 2 and c.shape[1] == self.c_dim, (None if c is None else c.shape)
+        return self.norm(torch.cat([z, c.to(z.dtype)], dim=1))
 
 
 class SynthesisBlock(nn.Module):
@@ -133,11 +160,12 @@ class Generator(nn.Module):
     pggan has no W space: its "mapping" only pixel-normalises z and w_dim must equal z_dim. stylegan2
     takes the synthesis networks of SG2 Fig. 7 (`g_arch`); config F is "skip". `layer_noise`: one noise
     strength per layer, as StyleGAN2's networks have it, rather than one per channel (SG App. C); None:
-    StyleGAN2's for stylegan2."""
+    StyleGAN2's for stylegan2. `c_dim` > 0: class-conditional, `mapping` taking one-hot labels (docs/design.md §15;
+    `bind_class` fixes one)."""
 
     def __init__(self, arch: str, resolution: int, z_dim: int = 512, w_dim: int = 512, mapping_layers: int = 8,
                  mapping_width: int = 512, fmap_base: int = 8192, fmap_max: int = 512, mapping_lr_mul: float = 0.01,
-                 w_avg_beta: float = 0.995, g_arch: str = "orig", layer_noise: bool | None = None):
+                 w_avg_beta: float = 0.995, g_arch: str = "orig", layer_noise: bool | None = None, c_dim: int = 0):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"arch must be one of {', '.join(ARCHS)}, not {arch!r}")
@@ -147,13 +175,16 @@ class Generator(nn.Module):
         if arch == "pggan" and w_dim != z_dim:
             raise ValueError(f"pggan has no mapping network, so w_dim ({w_dim}) must equal z_dim ({z_dim})")
         log2 = resolution_log2(resolution)
+        if arch == "pggan":  # its "w" is the normalised latent, the label appended when conditional
+            w_dim = z_dim + c_dim
         self.arch, self.g_arch, self.resolution, self.z_dim, self.w_dim = arch, g_arch, resolution, z_dim, w_dim
+        self.c_dim, self.bound_class = c_dim, None
         self.start_resolution = 4 if arch == "pggan" else min(8, resolution)
         self.num_ws = 1 if arch == "pggan" else 2 * log2 - 2
         self.w_avg_beta = w_avg_beta
-        self.mapping_network = PixelNorm() if arch == "pggan" else \
+        self.mapping_network = LabelledPixelNorm(c_dim) if arch == "pggan" else \
             MappingNetwork(z_dim, w_dim, mapping_layers, mapping_lr_mul, mapping_width,
-                           gain_after_bias=arch == "stylegan2")
+                           gain_after_bias=arch == "stylegan2", c_dim=c_dim)
         layer_noise = arch == "stylegan2" if layer_noise is None else layer_noise
         self.register_buffer("w_avg", torch.zeros(w_dim))
         noise_generator = torch.Generator().manual_seed(0)  # the 'const' noise images, the same in every G
@@ -165,15 +196,25 @@ class Generator(nn.Module):
         if g_arch == "skip":  # the RGB outputs are upsampled with StyleGAN2's filter before they are summed
             self.register_buffer("fir", fir_filter(), persistent=False)
 
-    def mapping(self, z: torch.Tensor, update_w_avg: bool = False, broadcast: bool = False) -> torch.Tensor:
+    def mapping(self, z: torch.Tensor, c: torch.Tensor | None = None, update_w_avg: bool = False,
+                broadcast: bool = False) -> torch.Tensor:
         """(N, z_dim) -> (N, w_dim), or with `broadcast` (N, num_ws, w_dim): the same w for every style
-        input, as synthesis takes it. With `update_w_avg`, moves w_avg towards the batch mean (the centre
-        of mass of W that truncation needs, SG App. B) by 1 - w_avg_beta."""
+        input, as synthesis takes it. `c`: (N, c_dim) one-hot labels, for a conditional generator only. With
+        `update_w_avg`, moves w_avg towards the batch mean (the centre of mass of W that truncation needs,
+        SG App. B) by 1 - w_avg_beta."""
         assert z.ndim == 2 and z.shape[1] == self.z_dim, (z.shape, self.z_dim)
-        w = self.mapping_network(z)
+        if c is None and self.bound_class is not None:
+            c = F.one_hot(torch.full((len(z),), self.bound_class, device=z.device), self.c_dim).to(z.dtype)
+        assert (c is None) == (self.c_dim == 0), f"labels {'missing' if c is None else 'given'} (c_dim {self.c_dim})"
+        w = self.mapping_network(z, c)
         if update_w_avg:
             self.w_avg.copy_(w.detach().float().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
         return w.unsqueeze(1).repeat(1, self.num_ws, 1) if broadcast else w
+
+    def bind_class(self, label: int) -> None:
+        """Makes a class-conditional generator one of its classes: `mapping` without labels maps with `label`."""
+        assert 0 <= label < self.c_dim, (label, self.c_dim)
+        self.bound_class = label
 
     def truncate(self, ws: torch.Tensor, psi: float, cutoff: int | None = None) -> torch.Tensor:
         """The truncation trick in W (SG App. B): w' = w_avg + psi (w - w_avg) on the first `cutoff` style
@@ -226,9 +267,10 @@ class Generator(nn.Module):
         return img
 
     def forward(self, z: torch.Tensor, res: int | None = None, alpha: float = 1.0, truncation_psi: float = 1.0,
-                truncation_cutoff: int | None = None, noise_mode: str = "random") -> torch.Tensor:
+                truncation_cutoff: int | None = None, noise_mode: str = "random",
+                c: torch.Tensor | None = None) -> torch.Tensor:
         """mapping -> the same w for every style input -> truncation (if psi != 1) -> synthesis."""
-        ws = self.mapping(z, broadcast=True)
+        ws = self.mapping(z, c, broadcast=True)
         if truncation_psi != 1:
             ws = self.truncate(ws, truncation_psi, truncation_cutoff)
         return self.synthesis(ws, res, alpha, noise_mode)

@@ -15,6 +15,7 @@ import torch
 
 from stylegan_cli.core.errors import SganError
 from stylegan_cli.model import checkpoint
+from stylegan_cli.model.discriminator import D_MAPPING_LR_MUL
 from stylegan_cli.model.layers import feature_maps, resolution_log2
 
 
@@ -66,6 +67,31 @@ def infer_fmaps(channels: dict[int, int], what: str) -> tuple[int, int]:
         raise NotRepresentable(f"{what} has feature maps per resolution ({found}) that no channel formula "
                                f"min(fmap_base / 2^(log2(res) - 1), fmap_max) gives.")
     return fmap_base, fmap_max
+
+
+def conditioning(what: str, c_dim: int = 0, embed_width: int = 0, w_dim: int = 0, d_labels: dict | None = None,
+                 width4: int = 0) -> dict:
+    """The network keys of class conditioning (c_dim, d_mapping_layers), after checking that sgan's networks hold the
+    file's: NVIDIA's StyleGAN2-ADA mapping networks (training/networks.py MappingNetwork) embed the one-hot label with
+    a linear layer, which sgan's generator makes w_dim wide; its discriminator maps the label to cmap_dim features
+    (DiscriminatorEpilogue's projection), which sgan's makes the 4x4 features' width, through d_mapping_layers layers
+    at D_MAPPING_LR_MUL. `d_labels`: the file's D mapping, {"c_dim", "cmap_dim", "layers", "lr_mul"}, or None for a
+    file whose D maps no labels (its depth is then sgan's default, for a D that fine-tuning starts afresh)."""
+    if c_dim and embed_width != w_dim:
+        raise NotRepresentable(f"{what} embeds its labels in {embed_width} features, where sgan's conditional "
+                               f"generator embeds them in W's {w_dim}.")
+    if d_labels is None:
+        return {"c_dim": c_dim, "d_mapping_layers": checkpoint.NETWORK_DEFAULTS["d_mapping_layers"]}
+    if d_labels["c_dim"] != c_dim:
+        raise NotRepresentable(f"{what} has a discriminator for {d_labels['c_dim']} classes and a generator for "
+                               f"{c_dim}.")
+    if d_labels["cmap_dim"] != width4:
+        raise NotRepresentable(f"{what} maps the discriminator's labels to {d_labels['cmap_dim']} features, where "
+                               f"sgan's discriminator maps them to its 4x4 features' {width4}.")
+    if d_labels["layers"] and d_labels["lr_mul"] != D_MAPPING_LR_MUL:
+        raise NotRepresentable(f"{what} has a discriminator label mapping with learning-rate multiplier "
+                               f"{d_labels['lr_mul']:g}; sgan's is {D_MAPPING_LR_MUL:g}.")
+    return {"c_dim": c_dim, "d_mapping_layers": d_labels["layers"]}
 
 
 def resolutions(resolution: int) -> list[int]:

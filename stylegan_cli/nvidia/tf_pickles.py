@@ -5,6 +5,11 @@ Each holds (G, D, Gs): the trained generator, the discriminator and the moving a
 variables are named by TensorFlow scopes ("4x4/Conv/weight", "synthesis/16x16/Conv0_up/weight",
 "ToRGB_lod0/bias"); kernels are [k, k, in, out] and dense weights [in, out]. The conventions each
 format implies (gains, kernel rotations, style biases) are stated where they are applied.
+
+Class-conditional networks are read as StyleGAN2-ADA's TF code (training/networks.py G_mapping, D_main) writes
+them: G embeds the label ("mapping/LabelEmbed"), D maps it ("LabelEmbed", then "Mapping{i}") onto the features of
+its "Output" layer. The other codes' conditional networks join the label to z before normalising the two together
+(Progressive GAN's G_paper; StyleGAN's and StyleGAN2's original G_mapping, through "LabelConcat") and are refused.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from stylegan_cli.nvidia.networks import (
     Converted,
     NotRepresentable,
     checked,
+    conditioning,
     infer_fmaps,
     resolutions,
     tensor,
@@ -27,6 +33,7 @@ from stylegan_cli.nvidia.networks import (
 from stylegan_cli.nvidia.unpickler import TFNetwork
 
 PGGAN, STYLEGAN, STYLEGAN2 = "Progressive GAN (TensorFlow)", "StyleGAN (TensorFlow)", "StyleGAN2 (TensorFlow)"
+_EMBED = "mapping/LabelEmbed/weight"  # [c_dim, embedding]: StyleGAN2-ADA's G_mapping embeds its labels
 
 
 class _Vars:
@@ -53,13 +60,16 @@ def convert(nets: tuple, what: str) -> Converted:
     lod = float(np.asarray(params.get("lod", params.get("synthesis/lod", 0.0))))
     del params
     label_size = Gs.static_kwargs.get("label_size", 0) or 0
-    if label_size or any("LabelConcat" in k or "LabelEmbed" in k for k in shapes):
-        raise NotRepresentable(f"{what} is a conditional network (labels); sgan's networks take no labels.")
+    stylegan2 = Gs.version == 4 and any(k.endswith("/mod_weight") for k in shapes)
+    conditional = label_size or any("LabelConcat" in k or "LabelEmbed" in k for k in shapes)
+    if conditional and not (stylegan2 and _EMBED in shapes):
+        raise NotRepresentable(f"{what} is a conditional network whose labels join the latent before its "
+                               f"normalisation; sgan imports conditional networks in StyleGAN2-ADA's layout only.")
     if lod != 0:
         raise NotRepresentable(f"{what} was saved while growing (lod {lod:g}); sgan imports finished networks.")
     if Gs.version == 2:
         return _pggan(G, D, Gs, shapes, what)
-    if any(k.endswith("/mod_weight") for k in shapes):
+    if stylegan2:
         return _stylegan2(G, D, Gs, shapes, what)
     if any("/StyleMod/" in k for k in shapes):
         return _stylegan(G, D, Gs, shapes, what)
@@ -79,21 +89,46 @@ def _channels(shapes: dict, resolution: int, prefix: str) -> dict[int, int]:
             for r in resolutions(resolution)}
 
 
-def _mapping(v: _Vars, what: str) -> tuple[dict, dict]:
-    """StyleGAN's and StyleGAN2's mapping network ("mapping/Dense{i}") as sgan's, and its shape."""
+def _count(v: _Vars, name: str) -> int:
+    """How many dense layers `name`.format(i) there are, counting from 0 ("mapping/Dense{}", "Mapping{}")."""
     n = 0
-    while v.has(f"mapping/Dense{n}/weight"):
+    while v.has(f"{name.format(n)}/weight"):
         n += 1
+    return n
+
+
+def _dense_layers(v: _Vars, embed: str, name: str, prefix: str) -> dict:
+    """A mapping network as sgan's MappingNetwork under `prefix`: the label embedding `embed` (when the network
+    has one; linear, gain 1) and the dense layers `name`.format(i)."""
+    state = {}
+    if v.has(f"{embed}/weight"):
+        state[f"{prefix}.embed.weight"] = tf_dense(v(f"{embed}/weight"))
+        state[f"{prefix}.embed.bias"] = tensor(v(f"{embed}/bias"))
+    for i in range(_count(v, name)):
+        state[f"{prefix}.layers.{i}.weight"] = tf_dense(v(f"{name.format(i)}/weight"))
+        state[f"{prefix}.layers.{i}.bias"] = tensor(v(f"{name.format(i)}/bias"))
+    return state
+
+
+def _mapping(v: _Vars, what: str) -> tuple[dict, dict]:
+    """StyleGAN's and StyleGAN2's mapping network ("mapping/Dense{i}", after StyleGAN2-ADA's "mapping/LabelEmbed"
+    where conditional) as sgan's, and its shape; a conditional one's first layer reads z and the embedded label
+    side by side (G_mapping)."""
+    n = _count(v, "mapping/Dense{}")
     if n == 0:
         raise NotRepresentable(f"{what} has no mapping network sgan recognises.")
-    state = {}
-    for i in range(n):
-        state[f"mapping_network.layers.{i}.weight"] = tf_dense(v(f"mapping/Dense{i}/weight"))
-        state[f"mapping_network.layers.{i}.bias"] = tensor(v(f"mapping/Dense{i}/bias"))
+    state = _dense_layers(v, "mapping/LabelEmbed", "mapping/Dense{}", "mapping_network")
     first, last = state["mapping_network.layers.0.weight"], state[f"mapping_network.layers.{n - 1}.weight"]
-    shape = {"z_dim": first.shape[1], "w_dim": last.shape[0], "mapping_layers": n,
+    _, width = _embedding(state)
+    shape = {"z_dim": first.shape[1] - width, "w_dim": last.shape[0], "mapping_layers": n,
              "mapping_width": first.shape[0] if n > 1 else 512}
     return state, shape
+
+
+def _embedding(state: dict) -> tuple[int, int]:
+    """(c_dim, width) of a converted generator's label embedding; (0, 0) for an unconditional one."""
+    embed = state.get("mapping_network.embed.weight")
+    return (0, 0) if embed is None else (embed.shape[1], embed.shape[0])
 
 
 def _noise_maps(v: _Vars, count: int) -> list[torch.Tensor]:
@@ -112,7 +147,7 @@ def _pggan(G: TFNetwork, D: TFNetwork, Gs: TFNetwork, shapes: dict, what: str) -
     latent = shapes["4x4/Dense/weight"][0] if "4x4/Dense/weight" in shapes else 512
     network = {"arch": "pggan", "resolution": resolution, "fmap_base": fmap_base, "fmap_max": fmap_max,
                "g_arch": "orig", "d_arch": "orig", "z_dim": latent, "w_dim": latent, "mapping_layers": 8,
-               "mapping_width": 512}
+               "mapping_width": 512, **conditioning(what)}
 
     def generator(net: TFNetwork) -> dict:
         v = _Vars(net, what)
@@ -213,14 +248,15 @@ def _stylegan(G: TFNetwork, D: TFNetwork, Gs: TFNetwork, shapes: dict, what: str
     G_state, shape = generator(G)
     G_ema, _ = generator(Gs)
     network = {"arch": "stylegan", "resolution": resolution, "fmap_base": fmap_base, "fmap_max": fmap_max,
-               "g_arch": "orig", "d_arch": "orig", **shape}
+               "g_arch": "orig", "d_arch": "orig", **shape, **conditioning(what)}
     d_state = _pg_discriminator(_Vars(D, what), resolution, "4x4/Dense1")
     parameters = checked(network, {"G": G_state, "G_ema": G_ema, "D": d_state}, what)
     return Converted(STYLEGAN, network, G_state, G_ema, d_state, parameters)
 
 
 # ----------------------------------------------------------------------------------------------
-# StyleGAN2 (dnnlib Network, state version 4; networks_stylegan2.py G_main / D_stylegan2), config F.
+# StyleGAN2 (dnnlib Network, state version 4; networks_stylegan2.py G_main / D_stylegan2), config F, and
+# StyleGAN2-ADA's TF networks (training/networks.py G_main / D_main), conditional ones included.
 
 
 def _stylegan2(G: TFNetwork, D: TFNetwork, Gs: TFNetwork, shapes: dict, what: str) -> Converted:
@@ -230,7 +266,8 @@ def _stylegan2(G: TFNetwork, D: TFNetwork, Gs: TFNetwork, shapes: dict, what: st
         raise NotRepresentable(f"{what} is a StyleGAN2 generator of the original (growing) design, which sgan's "
                                f"stylegan2 networks do not reproduce; it imports config E/F (skip or resnet).")
     g_arch = "resnet" if any(k.endswith("/Skip/weight") for k in shapes) else "skip"
-    fmap_base, fmap_max = infer_fmaps(_channels(shapes, resolution, "synthesis/"), what)
+    channels = _channels(shapes, resolution, "synthesis/")
+    fmap_base, fmap_max = infer_fmaps(channels, what)
 
     def generator(net: TFNetwork) -> tuple[dict, dict]:
         v = _Vars(net, what)
@@ -260,16 +297,23 @@ def _stylegan2(G: TFNetwork, D: TFNetwork, Gs: TFNetwork, shapes: dict, what: st
 
     G_state, shape = generator(G)
     G_ema, _ = generator(Gs)
-    d_names, notes = set(D.params()), []
-    d_arch = "resnet" if any(k.endswith("/Skip/weight") for k in d_names) else "skip"
-    if any(k.startswith("FromRGB_lod") for k in d_names):
+    d_shapes, notes, d_labels = {k: a.shape for k, a in D.params().items()}, [], None
+    d_arch = "resnet" if any(k.endswith("/Skip/weight") for k in d_shapes) else "skip"
+    if any(k.startswith("FromRGB_lod") for k in d_shapes):
         d_state, d_arch = None, "resnet"
         notes.append("D left out: it is StyleGAN2's original (growing) discriminator, which sgan's stylegan2 "
                      "networks do not reproduce; fine-tuning starts a resnet D afresh.")
     else:
-        d_state = _sg2_discriminator(_Vars(D, what), levels, d_arch)
+        v = _Vars(D, what)
+        if v.has("LabelEmbed/weight"):  # D_main's label mapping, whose multiplier defaults to 0.1
+            d_labels = {"c_dim": d_shapes["LabelEmbed/weight"][0], "cmap_dim": d_shapes["LabelEmbed/weight"][1],
+                        "layers": _count(v, "Mapping{}"), "lr_mul": float(D.static_kwargs.get("mapping_lrmul", 0.1))}
+        d_state = _sg2_discriminator(v, levels, d_arch)
+    c_dim, width = _embedding(G_ema)
+    labels = conditioning(what, c_dim=c_dim, embed_width=width, w_dim=shape["w_dim"], d_labels=d_labels,
+                          width4=channels[4])
     network = {"arch": "stylegan2", "resolution": resolution, "fmap_base": fmap_base, "fmap_max": fmap_max,
-               "g_arch": g_arch, "d_arch": d_arch, **shape}
+               "g_arch": g_arch, "d_arch": d_arch, **shape, **labels}
     parameters = checked(network, {"G": G_state, "G_ema": G_ema, "D": d_state}, what)
     return Converted(STYLEGAN2, network, G_state, G_ema, d_state, parameters, notes)
 
@@ -281,9 +325,11 @@ def _modulation(state: dict, v: _Vars, p: str, s: str) -> None:
 
 
 def _sg2_discriminator(v: _Vars, levels: list[int], d_arch: str) -> dict:
-    """D_stylegan2 ("{r}x{r}/FromRGB", "Conv0", "Conv1_down", "Skip", "4x4/Conv", "4x4/Dense0", "Output"),
-    whose gains follow the biases, as sgan's StyleGAN2 layers apply them (EqualizedConv2d's `gain_after_bias`)."""
-    state = {}
+    """D_stylegan2 / D_main ("{r}x{r}/FromRGB", "Conv0", "Conv1_down", "Skip", "4x4/Conv", "4x4/Dense0", "Output"),
+    whose gains follow the biases, as sgan's StyleGAN2 layers apply them (EqualizedConv2d's `gain_after_bias`); a
+    conditional D_main's label mapping ("LabelEmbed", "Mapping{i}") as sgan's D mapping, its "Output" giving the
+    features the mapped label is projected onto."""
+    state = _dense_layers(v, "LabelEmbed", "Mapping{}", "mapping")
     for k, r in enumerate(levels):
         if d_arch == "skip" or k == len(levels) - 1:
             i = k if d_arch == "skip" else 0

@@ -5,7 +5,9 @@ The file is a dict {G, D, G_ema, augment_pipe, training_set_kwargs, ...} whose n
 `torch_utils.persistence` objects (read as data by `unpickler.py`); their tensors carry the module
 names of NVIDIA's training/networks.py ("mapping.fc0.weight", "synthesis.b64.conv0.affine.bias",
 "b4.fc.weight"). Kernels and dense weights are already in PyTorch's layout, the up-convolutions
-already apply their kernel as sgan's do, and the style biases already hold their initial 1.
+already apply their kernel as sgan's do, and the style biases already hold their initial 1. Class-conditional
+networks (c_dim > 0) add the label embedding "mapping.embed" to G's mapping network and a mapping network of D's
+own ("mapping.embed", "mapping.fc{i}"), whose cmap_dim features the epilogue's "b4.out" projects onto.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ import torch
 
 from stylegan_cli.model import checkpoint
 from stylegan_cli.model.resample import fir_filter
-from stylegan_cli.nvidia.networks import Converted, NotRepresentable, checked, infer_fmaps, resolutions
+from stylegan_cli.nvidia.networks import (
+    Converted,
+    NotRepresentable,
+    checked,
+    conditioning,
+    infer_fmaps,
+    resolutions,
+)
 from stylegan_cli.nvidia.unpickler import PersistentObject
 
 FORMAT = "StyleGAN2 (PyTorch)"
@@ -37,9 +46,6 @@ def convert(data: dict, what: str) -> Converted:
     if any(re.match(r"synthesis\.(input|L\d+_)", k) for k in ema):
         raise NotRepresentable(f"{what} is a StyleGAN3 (alias-free, -t/-r) generator; sgan implements the StyleGAN, "
                                f"StyleGAN2 and Progressive GAN networks only.")
-    if any(k.startswith("mapping.embed.") for k in ema) or (G_ema.attribute("c_dim") or 0) > 0:
-        raise NotRepresentable(f"{what} is a conditional network (c_dim {G_ema.attribute('c_dim')}); sgan's networks "
-                               f"take no labels.")
     lr_mul = _mapping_lr_mul(G_ema)
     if lr_mul != MAPPING_LR_MUL:
         raise NotRepresentable(f"{what} has a mapping network with learning-rate multiplier {lr_mul:g}; sgan's is "
@@ -58,17 +64,22 @@ def convert(data: dict, what: str) -> Converted:
         g_arch = "orig"
     channels = {r: ema[f"synthesis.b{r}.conv1.weight"][0] for r in blocks}
     fmap_base, fmap_max = infer_fmaps(channels, what)
-    n = sum(1 for k in ema if re.fullmatch(r"mapping\.fc\d+\.weight", k))
+    n = _count(ema, "mapping")
     first, last = ema["mapping.fc0.weight"], ema[f"mapping.fc{n - 1}.weight"]
-    shape = {"z_dim": first[1], "w_dim": last[0], "mapping_layers": n, "mapping_width": first[0] if n > 1 else 512}
+    # A conditional mapping network reads z and the embedded label side by side (MappingNetwork.forward).
+    embed = ema.get("mapping.embed.weight", (0, 0))
+    shape = {"z_dim": first[1] - embed[0], "w_dim": last[0], "mapping_layers": n,
+             "mapping_width": first[0] if n > 1 else 512}
 
     notes = []
-    d_state, d_arch = None, "resnet"
+    d_state, d_arch, d_labels = None, "resnet", None
     if D is not None:
         d_tensors = D.take_tensors()
-        if any(k.startswith("mapping.") for k in d_tensors):
-            notes.append("D left out: it is conditional; fine-tuning starts D afresh.")
-        elif any(k.endswith(".skip.weight") for k in d_tensors):
+        if "mapping.embed.weight" in d_tensors:
+            d_embed = d_tensors["mapping.embed.weight"].shape
+            d_labels = {"c_dim": d_embed[1], "cmap_dim": d_embed[0], "layers": _count(d_tensors, "mapping"),
+                        "lr_mul": _mapping_lr_mul(D)}
+        if any(k.endswith(".skip.weight") for k in d_tensors):
             d_state = _discriminator(d_tensors, resolution, "resnet")
         elif all(f"b{r}.fromrgb.weight" in d_tensors for r in blocks):
             d_state, d_arch = _discriminator(d_tensors, resolution, "skip"), "skip"
@@ -76,8 +87,10 @@ def convert(data: dict, what: str) -> Converted:
             d_state, d_arch = _discriminator(d_tensors, resolution, "orig"), "orig"
     else:
         notes.append("D left out: the file has none; fine-tuning starts D afresh.")
+    labels = conditioning(what, c_dim=embed[1], embed_width=embed[0], w_dim=shape["w_dim"], d_labels=d_labels,
+                          width4=channels[4])
     network = {"arch": "stylegan2", "resolution": resolution, "fmap_base": fmap_base, "fmap_max": fmap_max,
-               "g_arch": g_arch, "d_arch": d_arch, "layer_noise": True, **shape}
+               "g_arch": g_arch, "d_arch": d_arch, "layer_noise": True, **shape, **labels}
     G_ema_state = _generator(G_ema.take_tensors(), resolution, g_arch, n)
     if G is None:
         G_state = {k: v.clone() for k, v in G_ema_state.items()}
@@ -105,10 +118,16 @@ def _fill_growing_layers(network: dict, states: dict[str, dict | None]) -> None:
             state.update({k: v for k, v in template.items() if k not in state and re.search(r"(to|from)_rgb", k)})
 
 
-def _mapping_lr_mul(G: PersistentObject) -> float:
-    """The mapping network's learning-rate multiplier where the init kwargs record it (nested in StyleGAN2-ADA's,
-    flattened in the StyleGAN3 repository's; a default that was not passed is not stored)."""
-    kwargs = G.init_kwargs
+def _count(t: dict, prefix: str) -> int:
+    """The layers of the mapping network under `prefix` ("mapping.fc{i}")."""
+    return sum(1 for k in t if re.fullmatch(re.escape(prefix) + r"\.fc\d+\.weight", k))
+
+
+def _mapping_lr_mul(net: PersistentObject) -> float:
+    """The learning-rate multiplier of a network's mapping where the init kwargs record it (nested in StyleGAN2-ADA's,
+    flattened in the StyleGAN3 repository's G; a default that was not passed is not stored, and MappingNetwork's
+    is 0.01, for G and D alike)."""
+    kwargs = net.init_kwargs
     mapping = kwargs.get("mapping_kwargs") or {}
     return float(mapping.get("lr_multiplier", kwargs.get("lr_multiplier", MAPPING_LR_MUL)))
 
@@ -120,11 +139,20 @@ def _take(t: dict[str, torch.Tensor], name: str, default: torch.Tensor | None = 
     return value.detach().float()
 
 
+def _mapping(t: dict[str, torch.Tensor], layers: int, prefix: str) -> dict:
+    """A MappingNetwork ("mapping.embed" where conditional, "mapping.fc{i}") under sgan's names (`prefix`)."""
+    state = {}
+    if "mapping.embed.weight" in t:
+        state[f"{prefix}.embed.weight"] = _take(t, "mapping.embed.weight")
+        state[f"{prefix}.embed.bias"] = _take(t, "mapping.embed.bias")
+    for i in range(layers):
+        state[f"{prefix}.layers.{i}.weight"] = _take(t, f"mapping.fc{i}.weight")
+        state[f"{prefix}.layers.{i}.bias"] = _take(t, f"mapping.fc{i}.bias")
+    return state
+
+
 def _generator(t: dict[str, torch.Tensor], resolution: int, g_arch: str, mapping_layers: int) -> dict:
-    state = {"w_avg": _take(t, "mapping.w_avg")}
-    for i in range(mapping_layers):
-        state[f"mapping_network.layers.{i}.weight"] = _take(t, f"mapping.fc{i}.weight")
-        state[f"mapping_network.layers.{i}.bias"] = _take(t, f"mapping.fc{i}.bias")
+    state = {"w_avg": _take(t, "mapping.w_avg"), **_mapping(t, mapping_layers, "mapping_network")}
     levels = resolutions(resolution)
     state["blocks.0.input.const"] = _take(t, "synthesis.b4.const").unsqueeze(0)
     for k, r in enumerate(levels):
@@ -166,7 +194,8 @@ def _discriminator(t: dict[str, torch.Tensor], resolution: int, d_arch: str) -> 
             state[f"{b}.conv1.bias"] = _take(t, f"b{r}.conv1.bias")
             if d_arch == "resnet":
                 state[f"{b}.skip.weight"] = _take(t, f"b{r}.skip.weight")
-    for key in ("conv", "fc", "out"):
+    for key in ("conv", "fc", "out"):  # a conditional D's "out" gives cmap_dim features
         state[f"epilogue.{key}.weight"] = _take(t, f"b4.{key}.weight")
         state[f"epilogue.{key}.bias"] = _take(t, f"b4.{key}.bias")
+    state.update(_mapping(t, _count(t, "mapping"), "mapping"))
     return state

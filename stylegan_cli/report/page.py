@@ -322,7 +322,9 @@ def _fakes(reader: _Reader) -> str:
 
 def _grids(reader: _Reader) -> str:
     run_dir = reader.run_dir
-    found = [("sgan sample", rundir.stage_dir(run_dir, "samples") / "grid.png")]
+    samples = rundir.stage_dir(run_dir, "samples")
+    found = [("sgan sample", samples / "grid.png")]  # then each class's (sgan sample --class NAME)
+    found += [(f"sgan sample --class {p.parent.name}", p) for p in sorted(samples.glob("*/grid.png"))]
     mix = rundir.stage_dir(run_dir, "mix")
     found += [("sgan mix", p) for p in sorted(mix.glob("*grid*.png"), key=_mtime_key, reverse=True)]
     found.append(("sgan truncate", rundir.stage_dir(run_dir, "truncate") / "grid.png"))

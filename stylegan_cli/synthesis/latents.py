@@ -3,7 +3,8 @@ and the `.npz` latents files the stages write (docs/design.md §11).
 
 A seed s stands for z = N(0, I) drawn by `numpy.random.RandomState(s)`, the convention of NVIDIA's
 scripts, so seed 7 is the same face here as there. An `.npz` holds `z` and/or `w` arrays (N, dim),
-optionally `seeds` (N,) or `names` (N,) to label its rows, and noise maps `noise0`, `noise1`, ...
+optionally `seeds` (N,) or `names` (N,) to label its rows, `labels` (N,) the class each row was rendered as by a
+class-conditional network, and noise maps `noise0`, `noise1`, ...
 (N, r, r), one per noise input of the generator, where a row's image needs its own noise (a
 projection's, `sgan project`); `file.npz:3` picks row 3. `-` reads stdin: either an `.npz` itself, or the
 paths another stage printed, among which the first `.npz` is taken, so that
@@ -61,13 +62,15 @@ def z_from_seed(seed: int, z_dim: int) -> np.ndarray:
 @dataclass
 class Latent:
     """One latent input: a z, a w, or both, a label for file names, its seed when it has one, and the noise
-    maps its image is rendered with when it carries its own (a projection's)."""
+    maps its image is rendered with when it carries its own (a projection's), and for a class-conditional network
+    the class its z is mapped with."""
 
     label: str
     z: np.ndarray | None = None  # (z_dim,)
     w: np.ndarray | None = None  # (w_dim,) or (num_ws, w_dim)
     seed: int | None = None
     noise: list[np.ndarray] | None = None  # one (r, r) float32 map per noise input, coarse to fine
+    cls: int | None = None  # the class label, for a class-conditional network
 
 
 def seed_latent(seed: int, z_dim: int) -> Latent:
@@ -116,7 +119,9 @@ def _from_npz(data: bytes, name: str, row: int | None) -> list[Latent]:
     if z is None and w is None:
         raise UsageError(f"{name} holds neither a z nor a w array (it has: {', '.join(arrays) or 'nothing'}).")
     n = len(z) if z is not None else len(w)
-    seeds, names = arrays.get("seeds"), arrays.get("names")
+    seeds, names, labels = arrays.get("seeds"), arrays.get("names"), arrays.get("labels")
+    if labels is not None and (labels.shape != (n,) or labels.dtype.kind not in "iu" or (labels < 0).any()):
+        raise UsageError(f"{name}: its labels must be {n} class numbers, one per row.")
     noise = [arrays[k] for k in sorted((k for k in arrays if _NOISE.fullmatch(k)), key=lambda k: int(k[5:]))]
     if any(maps.ndim != 3 or len(maps) != n for maps in noise):
         raise UsageError(f"{name}: its noise maps must be (N, r, r) arrays with one map per row ({n}).")
@@ -135,13 +140,14 @@ def _from_npz(data: bytes, name: str, row: int | None) -> list[Latent]:
                    z=None if z is None else np.asarray(z[i], np.float64),
                    w=None if w is None else np.asarray(w[i], np.float32),
                    seed=None if seeds is None else int(seeds[i]),
-                   noise=[np.asarray(maps[i], np.float32) for maps in noise] or None) for i in rows]
+                   noise=[np.asarray(maps[i], np.float32) for maps in noise] or None,
+                   cls=None if labels is None else int(labels[i])) for i in rows]
 
 
 def save_latents(path: Path, latents: list[Latent], ws: torch.Tensor, names: bool = False) -> Path:
     """An .npz with w (N, num_ws, w_dim), z (N, z_dim) where every latent had one, seeds where every
-    latent had one, noise0, noise1, ... (N, r, r) where every latent carries its noise maps, and with
-    `names` each latent's label: what `file.npz[:i]` and `-` read back."""
+    latent had one, noise0, noise1, ... (N, r, r) where every latent carries its noise maps, labels where every
+    latent has a class, and with `names` each latent's label: what `file.npz[:i]` and `-` read back."""
     arrays = {"w": ws.cpu().numpy().astype(np.float32)}
     if all(latent.z is not None for latent in latents):
         arrays["z"] = np.stack([latent.z for latent in latents]).astype(np.float64)
@@ -150,6 +156,8 @@ def save_latents(path: Path, latents: list[Latent], ws: torch.Tensor, names: boo
     if latents and all(latent.noise is not None for latent in latents):
         arrays.update({f"noise{i}": np.stack(maps).astype(np.float32)
                        for i, maps in enumerate(zip(*(latent.noise for latent in latents)))})
+    if latents and all(latent.cls is not None for latent in latents):
+        arrays["labels"] = np.array([latent.cls for latent in latents], np.int64)
     if names:
         arrays["names"] = np.array([latent.label for latent in latents])
     buf = io.BytesIO()

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from stylegan_cli.core.console import progress
 from stylegan_cli.core.device import autocast
@@ -23,7 +24,9 @@ from stylegan_cli.synthesis.latents import Latent
 
 
 def to_ws(G: Generator, latents: list[Latent]) -> torch.Tensor:
-    """(N, num_ws, w_dim) styles on G's device: a latent's w as given, else its z through the mapping."""
+    """(N, num_ws, w_dim) styles on G's device: a latent's w as given, else its z through the mapping; for a
+    class-conditional G, with the class G is bound to (--class), else the latent's own, which the latent then
+    records."""
     device = G.w_avg.device
     out = []
     for latent in latents:
@@ -37,9 +40,11 @@ def to_ws(G: Generator, latents: list[Latent]) -> torch.Tensor:
         else:
             if latent.z.shape != (G.z_dim,):
                 raise UsageError(f"{latent.label}: z has {latent.z.size} values; this generator takes {G.z_dim}.")
+            latent.cls = _label(G, latent)
             with torch.no_grad():
                 z = torch.as_tensor(latent.z, dtype=torch.float32, device=device).unsqueeze(0)
-                w = G.mapping(z, broadcast=True)[0]
+                c = None if latent.cls is None else F.one_hot(torch.tensor([latent.cls]), G.c_dim).float().to(device)
+                w = G.mapping(z, c, broadcast=True)[0]
         if latent.noise is not None:
             shapes, wanted = [m.shape for m in latent.noise], [(r, r) for r in noise_resolutions(G)]
             if shapes != wanted:
@@ -47,6 +52,21 @@ def to_ws(G: Generator, latents: list[Latent]) -> torch.Tensor:
                                  f"are {_sizes(wanted)}.")
         out.append(w)
     return torch.stack(out)
+
+
+def _label(G: Generator, latent: Latent) -> int | None:
+    """The class a latent's z is mapped with: --class, else the latent's own; None for an unconditional G."""
+    if not G.c_dim:
+        if latent.cls is not None:
+            raise UsageError(f"{latent.label} carries class {latent.cls}, and this network is unconditional.")
+        return None
+    label = G.bound_class if G.bound_class is not None else latent.cls
+    if label is None:
+        raise UsageError(f"This network is class-conditional ({G.c_dim} classes): pick one with --class K (a number "
+                         f"or a class name).")
+    if not 0 <= label < G.c_dim:
+        raise UsageError(f"{latent.label} carries class {label}; this network has classes 0 to {G.c_dim - 1}.")
+    return label
 
 
 def _sizes(shapes: list[tuple[int, ...]]) -> str:

@@ -16,37 +16,20 @@ import numpy as np
 import torch
 
 from stylegan_cli.core import rundir
-from stylegan_cli.core.console import err, progress
+from stylegan_cli.core.console import err
 from stylegan_cli.model.generator import Generator
-from stylegan_cli.synthesis.generator import w_avg_path
+from stylegan_cli.synthesis.generator import estimate_w_avg, w_avg_path
 from stylegan_cli.synthesis.images import save_png, scaled_grid
 from stylegan_cli.synthesis.latents import save_latents, seed_latent
 from stylegan_cli.synthesis.render import synthesize, to_ws
 
 AVG_SAMPLES = 100_000
-AVG_SEED = 0
-AVG_BATCH = 4096  # z per mapping pass: the mapping network is cheap, so larger than --batch
 
 
 def truncate(G: Generator, ws: torch.Tensor, psi: float, cutoff: int | None) -> torch.Tensor:
     """(N, num_ws, w_dim) styles truncated towards G's w_avg (StyleGAN §2.1, App. B); psi 1 changes
     nothing. `cutoff`, when given, is at most G.num_ws: the command layer checks it."""
     return ws if psi == 1 else G.truncate(ws, psi, cutoff)
-
-
-def estimate_w_avg(G: Generator, samples: int) -> torch.Tensor:
-    """The mean of w = f(z) over `samples` z ~ N(0, I) drawn from seed AVG_SEED (StyleGAN App. B's
-    centre of mass of W), accumulated in float64."""
-    device = G.w_avg.device
-    generator = torch.Generator().manual_seed(AVG_SEED)
-    total = torch.zeros(G.w_dim, dtype=torch.float64, device=device)
-    with torch.no_grad(), progress("w_avg", samples) as bar:
-        for start in range(0, samples, AVG_BATCH):
-            n = min(AVG_BATCH, samples - start)
-            z = torch.randn(n, G.z_dim, generator=generator).to(device)
-            total += G.mapping(z).double().sum(dim=0)
-            bar.advance(n)
-    return (total / samples).float()
 
 
 def store_w_avg(G: Generator, ckpt: Path, samples: int) -> Path:

@@ -39,6 +39,9 @@ class TrainConfig:
     w_dim: int = 512  # NVIDIA's defaults; `sgan import` takes them from the file it reads
     mapping_layers: int = 8
     mapping_width: int = 512  # the hidden layers' width; the last layer's is w_dim
+    c_dim: int = 0  # classes of a class-conditional run (--cond: the dataset's), 0: unconditional (design.md §15)
+    class_names: list[str] = field(default_factory=list)  # their names, by label
+    d_mapping_layers: int = 8  # the depth of a conditional D's label mapping (NVIDIA's PyTorch default)
     layer_noise: bool | None = None  # one noise strength per layer (SG2's) or per channel (SG's); None: by arch
     kimg: float = 25000.0
     lod_kimg: float = 600.0

@@ -109,7 +109,7 @@ def train_loop(trainer: Trainer, record: rundir.StageRecord) -> list[Path]:
                 reals = real_batches(trainer.dataset, trainer.stream, res, trainer.nimg, batch, env.rank, env.world,
                                      cfg.workers, env.device.type == "cuda")
                 loader_res = res
-            tick.add(trainer.iteration(next(reals), res, alpha))
+            tick.add(trainer.iteration(*next(reals), res, alpha))
             # Every rank stops at the same step: the signals seen up to here, agreed once per step. A signal
             # arriving later counts at the next step, never in between (a rank leaving the loop alone would
             # leave the others waiting in a collective for a peer that is gone).
@@ -171,7 +171,7 @@ def evaluate(trainer: Trainer, ckpt: Path | None) -> list[metrics_lib.Result]:
             evaluator = metrics_lib.for_checkpoint(loaded.G.to(env.device), res, alpha, trainer.dataset,
                                                    batch=metrics_lib.BATCH, seed=metrics_lib.SEED, device=env.device,
                                                    workers=cfg.workers)
-            settings = {"resolution": res, "alpha": alpha, "seed": metrics_lib.SEED, "data": cfg.data}
+            settings = metrics_lib.checkpoint_settings(loaded.G, res, alpha, metrics_lib.SEED, cfg.data)
             found = metrics_lib.run_metrics(evaluator, [parse_metric(m) for m in cfg.metrics], trainer.run_dir,
                                             str(loaded.ckpt), loaded.kimg, settings)
         err.print(f"metrics of {loaded.ckpt.name} ({res}x{res}, alpha {alpha:.2f}): "

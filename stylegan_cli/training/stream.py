@@ -48,11 +48,25 @@ class _Batches:
             p += self.global_batch
 
 
+class _LabelledImages(torch.utils.data.Dataset):
+    """The images of one level with their labels (-1 for an unlabelled dataset)."""
+
+    def __init__(self, dataset: Dataset, res: int):
+        self.images, self.labels = LevelImages(dataset, res), dataset.labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, item: tuple[int, bool]) -> tuple[torch.Tensor, int]:
+        return self.images[item], -1 if self.labels is None else int(self.labels[item[0]])
+
+
 def real_batches(dataset: Dataset, stream: ImageStream, res: int, start: int, global_batch: int, rank: int,
                  world: int, workers: int, pin: bool):
-    """An endless iterator of this rank's uint8 real batches at `res`, starting at image `start`."""
+    """An endless iterator of this rank's uint8 real batches at `res` and their (n,) int64 labels, starting at
+    image `start`."""
     loader = torch.utils.data.DataLoader(
-        LevelImages(dataset, res), batch_sampler=_Batches(stream, start, global_batch, rank, world),
+        _LabelledImages(dataset, res), batch_sampler=_Batches(stream, start, global_batch, rank, world),
         num_workers=workers, pin_memory=pin, prefetch_factor=4 if workers else None,
         persistent_workers=False, worker_init_fn=signals.leave_to_parent,
         # Its own source of worker seeds: otherwise each new loader (on resuming, say) draws from the global

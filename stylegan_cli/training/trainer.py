@@ -39,6 +39,7 @@ class Draws:
     mix_z: torch.Tensor | None = None  # style mixing's second latents, or None for no mixing
     cutoff: int | None = None  # the first style input that takes mix_z's w
     pl_y: torch.Tensor | None = None  # (n, 3, res, res) N(0, I): the path-length penalty's y before scaling
+    c: torch.Tensor | None = None  # (n, c_dim) one-hot labels of a class-conditional run, None otherwise
 
 
 ADA_INTERVAL = 4  # steps between adjustments of ADA's p (NVIDIA's ada_interval)
@@ -78,6 +79,10 @@ class Trainer:
         self.nimg, self.step = 0, 0
         self.pl_mean = torch.zeros((), device=env.device)
         self.fixed_z = torch.randn(32, self.G.z_dim, generator=torch.Generator().manual_seed(cfg.seed + 1))
+        # A class-conditional run's labels: the fakes' are drawn from the dataset's (as NVIDIA's training draws them),
+        # and each row of the fixed grid (8 wide) shows one class, the classes in turn.
+        self.labels = torch.tensor(dataset.labels) if cfg.c_dim else None
+        self.fixed_c = self.one_hot(torch.arange(32) // 8 % cfg.c_dim) if cfg.c_dim else None
         # torch.compile serves the plain passes; the regularisers' double backward runs eagerly.
         # Each resolution compiles a few variants (with and without grad, fading or not), so the
         # recompile limit must cover all levels or dynamo silently falls back to eager.
@@ -138,6 +143,12 @@ class Trainer:
         the stride by which the minibatch-std groups are formed (model/discriminator.py MinibatchStd)."""
         return t[self.env.rank :: self.env.world].to(self.env.device, non_blocking=True)
 
+    def one_hot(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        """(n,) class indices -> (n, c_dim) one-hot labels as G and D take them; None for an unconditional run."""
+        if not self.cfg.c_dim:
+            return None
+        return torch.nn.functional.one_hot(labels.long(), self.cfg.c_dim).float()
+
     def _device_generator(self) -> torch.Generator:
         """A generator on the device for the large draws (noise images), seeded from the latent generator."""
         return torch.Generator(self.env.device).manual_seed(int(torch.randint(0, 2**62, (), generator=self.latents)))
@@ -146,8 +157,12 @@ class Trainer:
         """The random inputs of one generator pass for a global batch, and this process's share of them: latents,
         the style-mixing draw (StyleGAN §3.1, made per batch as NVIDIA's code makes it: with probability
         `mixing`, one crossover point among the style inputs in use at `res`, after which a second latent's w
-        takes over), the noise images, and for the path-length pass its y."""
+        takes over), the noise images, and for the path-length pass its y; for a class-conditional run, first the
+        labels, each that of a random image of the dataset."""
         G, gen = self.G, self.latents
+        c = None
+        if self.labels is not None:
+            c = self._share(self.one_hot(self.labels[torch.randint(len(self.labels), (batch,), generator=gen)]))
         z = torch.randn(batch, G.z_dim, generator=gen)
         mix_z, cutoff = None, None
         if self.cfg.mixing > 0 and G.num_ws > 1:
@@ -161,33 +176,35 @@ class Trainer:
         y = None
         if pl:
             y = self._share(torch.randn(batch, 3, res, res, generator=self._device_generator(), device=device))
-        return Draws(self._share(z), noise, mix_z, cutoff, y)
+        return Draws(self._share(z), noise, mix_z, cutoff, y, c)
 
     def _ws(self, d: Draws) -> torch.Tensor:
         """The styles of a pass: z through the mapping network, broadcast to every style input, mixed with the
         second latent's from the crossover on. Each pass moves w_avg towards its batch's mean (over all
         processes), as NVIDIA's training moves it in every mapping call but the mixing one's."""
         G = self.G
-        w = G.mapping(d.z)
+        w = G.mapping(d.z, d.c)
         with torch.no_grad():
             G.w_avg.copy_(self.env.mean(w.detach().to(G.w_avg.dtype).mean(0)).lerp(G.w_avg, G.w_avg_beta))
         ws = w.unsqueeze(1).repeat(1, G.num_ws, 1)
         if d.mix_z is not None:
-            w2 = G.mapping(d.mix_z).unsqueeze(1).expand(-1, G.num_ws - d.cutoff, -1)
+            w2 = G.mapping(d.mix_z, d.c).unsqueeze(1).expand(-1, G.num_ws - d.cutoff, -1)
             ws = torch.cat([ws[:, : d.cutoff], w2], dim=1)
         return ws
 
-    def _D(self, images: torch.Tensor, res: int, alpha: float, plain: bool = True) -> torch.Tensor:
-        """The discriminator's scores of this process's images, augmented first when the run augments (ADA §2: every
-        image D sees, real or generated, in every pass): the draws are made for the global batch, in the order of
-        the passes, and each process applies its share. `plain`: through the compiled D (no double backward)."""
+    def _D(self, images: torch.Tensor, res: int, alpha: float, c: torch.Tensor | None, plain: bool = True
+           ) -> torch.Tensor:
+        """The discriminator's scores of this process's images (and labels `c`, when conditional), augmented first
+        when the run augments (ADA §2: every image D sees, real or generated, in every pass): the draws are made for
+        the global batch, in the order of the passes, and each process applies its share. `plain`: through the
+        compiled D (no double backward)."""
         if self.augment is not None:
             env = self.env
             draws = self.augment.draw((images.shape[0] * env.world, *images.shape[1:]), self.augment_rng)
             images = self.augment(images, draws, env.rank, env.world).to(images.dtype)
             if env.device.type == "cuda":
                 images = images.contiguous(memory_format=torch.channels_last)
-        return (self.D_plain if plain else self.D)(images, res, alpha)
+        return (self.D_plain if plain else self.D)(images, res, alpha, c)
 
     def _adapt(self, batch: int) -> None:
         """ADA's p controller (StyleGAN2-ADA §3.1, NVIDIA's training loop): every ADA_INTERVAL steps, r_t = E[sign
@@ -212,14 +229,16 @@ class Trainer:
         self.scaler.step(opt)
         self.scaler.update()
 
-    def iteration(self, reals_u8: torch.Tensor, res: int, alpha: float) -> dict:
-        """One training iteration on this process's uint8 reals, its random inputs drawn from the run's generators."""
+    def iteration(self, reals_u8: torch.Tensor, labels: torch.Tensor | None, res: int, alpha: float) -> dict:
+        """One training iteration on this process's uint8 reals and their (n,) labels (used when conditional), its
+        random inputs drawn from the run's generators."""
         batch = batch_size(self.cfg, res)
         phases = self.phases()
         draws = {name: self.draw(max(batch // 2, self.env.world) if name == "G_pl" else batch, res,
                                  pl=name == "G_pl") for name in ("G", "G_pl", "D") if name in phases}
         reals = fade_reals(from_uint8(reals_u8.to(self.env.device, non_blocking=True)), alpha)
-        return self.train_step(reals, res, alpha, draws)
+        real_c = None if self.labels is None else self.one_hot(labels).to(self.env.device, non_blocking=True)
+        return self.train_step(reals, res, alpha, draws, real_c)
 
     def _due(self) -> tuple[bool, bool]:
         """Whether the path-length penalty and R1 apply at this step."""
@@ -237,10 +256,11 @@ class Trainer:
         d = ["D"] + (["D_r1"] if r1_now and cfg.r1_every > 1 else [])
         return g + d if cfg.arch == "stylegan2" else d + g
 
-    def train_step(self, reals: torch.Tensor, res: int, alpha: float, draws: dict[str, Draws]) -> dict:
-        """The passes of `phases()` on this process's float reals (in [-1, 1], faded) and the given random inputs
-        ("G", "G_pl", "D" as `draw` makes them, or explicit ones), then the moving averages. Returns the loss
-        terms (detached)."""
+    def train_step(self, reals: torch.Tensor, res: int, alpha: float, draws: dict[str, Draws],
+                   real_c: torch.Tensor | None = None) -> dict:
+        """The passes of `phases()` on this process's float reals (in [-1, 1], faded; `real_c` their one-hot labels
+        in a conditional run) and the given random inputs ("G", "G_pl", "D" as `draw` makes them, or explicit
+        ones), then the moving averages. Returns the loss terms (detached)."""
         cfg, env, G, D = self.cfg, self.env, self.G, self.D
         batch = batch_size(cfg, res)
         lr = learning_rate(cfg, res)
@@ -255,7 +275,7 @@ class Trainer:
                     ws = self._ws(draws[name])
                     if name == "G":
                         fakes = self.synthesis(ws, res, alpha, noise=draws[name].noise)
-                        loss = stats["loss_G"] = g_loss(cfg.loss, self._D(fakes, res, alpha))
+                        loss = stats["loss_G"] = g_loss(cfg.loss, self._D(fakes, res, alpha, draws[name].c))
                     pl_joined = name == "G" and pl_now and cfg.pl_every == 1
                     if name == "G_pl" or pl_joined:
                         penalty, self.pl_mean = path_length(
@@ -272,10 +292,10 @@ class Trainer:
                     with torch.no_grad(), self._autocast():
                         fakes = self.synthesis(self._ws(draws["D"]), res, alpha, noise=draws["D"].noise)
                     with self._autocast():
-                        fake_scores = self._D(fakes, res, alpha)
+                        fake_scores = self._D(fakes, res, alpha, draws["D"].c)
                 real = reals.detach().requires_grad_(name == "D_r1" or r1_joined)
                 with self._autocast():
-                    real_scores = self._D(real, res, alpha, plain=not real.requires_grad)
+                    real_scores = self._D(real, res, alpha, real_c, plain=not real.requires_grad)
                 if name == "D":
                     loss = stats["loss_D"] = d_loss(cfg.loss, real_scores, fake_scores)
                     if self.augment is not None:  # the overfitting heuristic r_t (ADA §3.1), over this step's reals
@@ -286,8 +306,9 @@ class Trainer:
                             self.ada_signs[1] += signs.numel()
                     if cfg.loss == "wgan-gp":
                         with self._autocast():
-                            stats["gp"] = gradient_penalty(partial(self._D, plain=False), reals, fakes, res, alpha,
-                                                           generator=self.latents)
+                            # each mix of a real and a fake is judged with the real's label
+                            stats["gp"] = gradient_penalty(partial(self._D, c=real_c, plain=False), reals, fakes,
+                                                           res, alpha, generator=self.latents)
                         loss = loss + stats["gp"]
                 if name == "D_r1" or r1_joined:
                     stats["r1"] = r1_penalty(real_scores, real, cfg.gamma, cfg.r1_every)
@@ -320,7 +341,8 @@ class Trainer:
         target size (at most FAKES_CELL pixels, so a 1024x1024 run writes a 4096x2048 grid)."""
         with torch.no_grad():
             z = self.fixed_z.to(self.env.device)
-            images = self.G_ema.synthesis(self.G_ema.mapping(z, broadcast=True), res,
+            c = None if self.fixed_c is None else self.fixed_c.to(self.env.device)
+            images = self.G_ema.synthesis(self.G_ema.mapping(z, c, broadcast=True), res,
                                           alpha, noise_mode="const")
             size = max(res, min(self.cfg.resolution, FAKES_CELL))
             images = torch.nn.functional.interpolate(images.float(), size=size, mode="nearest")

@@ -11,10 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-import lmdb
 import numpy as np
 import pytest
-from conftest import FACES, REPO, sgan
+from conftest import FACES, REPO, prep_position, sgan
 from PIL import Image
 
 from stylegan_cli.data.dataset import Dataset
@@ -81,19 +80,6 @@ def test_many_workers_write_the_same_dataset_as_one(tmp_path, prepped):
         Dataset(prepped / "data" / "dataset.lmdb").meta["fingerprint"]
 
 
-def _position(partial: Path) -> int:
-    """How many inputs an unfinished prep has committed (0 before its first commit)."""
-    if not (partial / "data.mdb").exists():
-        return 0
-    env = lmdb.open(str(partial), readonly=True, lock=True)
-    try:
-        with env.begin() as txn:
-            value = txn.get(b"prep/position")
-            return int(value) if value is not None else 0
-    finally:
-        env.close()
-
-
 def test_a_prep_killed_midway_resumes_to_the_same_dataset(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
@@ -112,11 +98,11 @@ def test_a_prep_killed_midway_resumes_to_the_same_dataset(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "stylegan_cli", *map(str, args), "-r", str(run)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while _position(partial) == 0 and proc.poll() is None and time.monotonic() < deadline:
+    while prep_position(partial) == 0 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = _position(partial)
+    done = prep_position(partial)
     assert 0 < done < 33, "the kill should land while the prep is under way"
     assert not (run / "data" / "dataset.lmdb").exists()
 
@@ -161,15 +147,15 @@ def test_a_stop_signal_keeps_what_was_committed_and_exits_128_plus_its_number(tm
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
-        while _position(partial) == 0 and proc.poll() is None and time.monotonic() < deadline:
+        while prep_position(partial) == 0 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert proc.poll() is None and _position(partial) > 0, "the prep should be waiting on the pipe"
+        assert proc.poll() is None and prep_position(partial) > 0, "the prep should be waiting on the pipe"
         os.killpg(proc.pid, signum) if workers > 1 else proc.send_signal(signum)
         _, stderr = proc.communicate(timeout=60)
     finally:
         proc.kill()
         proc.wait()
-    done = _position(partial)
+    done = prep_position(partial)
     assert proc.returncode == 128 + signum, stderr
     assert 0 < done <= 64 and not (run / "data" / "dataset.lmdb").exists()
     assert f"Interrupted after {done} of 73 inputs" in stderr

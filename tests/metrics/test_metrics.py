@@ -95,7 +95,7 @@ def test_fid_of_two_folders_equals_a_scipy_computation_on_the_same_features(caps
     (["fid", "--real", "EMPTY", "--fake", "PLANES"], "holds no images"),
     (["fid", "--real", "PLANES", "--fake", "BIG"], "The real images are 32x32 and the fake ones 64x64"),
     (["fid", "--real", "PLANES", "--fake", "MIXED"], "a set must have one size"),
-    (["fid", "--real", "PLANES"], "--real and --fake go together"),
+    (["fid", "--real", "PLANES"], "--real needs --fake"),
     (["ppl_wend", "--real", "PLANES", "--fake", "PLANES"], "needs a generator"),
     (["fid", "--real", "PLANES", "--fake", "PLANES", "--inception", "NOWHERE"], "--inception names"),
     (["fidelity"], "Unknown metric 'fidelity'"),

@@ -29,6 +29,12 @@ For each kind, `skip-resnet` (G 'skip', D 'resnet': StyleGAN2 config F), `resnet
   path-length noise), and records every value their loss reports in {kind}-losses.json;
 * writes {kind}-after1.pkl and {kind}-after2.pkl after each iteration.
 
+`skip-resnet-ada` trains config F's pairing for five iterations with their augmentation pipe (see the README).
+`skip-resnet-cond` is config F's pairing class-conditional with C_DIM classes (their label embedding in G's mapping
+network; their projection D with its default 8-layer label mapping), trained like the first three kinds on the same
+inputs plus fixed labels: the reals' and each phase's fakes' class indices, drawn by a RandomState of their own
+(LABEL_SEED), written to its inputs.npz and fed one-hot as real_c and gen_c.
+
 training_parity/README.md (written by hand) describes the files, the settings and the NVIDIA commit used.
 
 Noise is fed without editing their code: for the duration of each call, SynthesisLayer.forward is wrapped so that the
@@ -52,7 +58,7 @@ import numpy as np
 import torch
 
 KINDS = {'skip-resnet': ('skip', 'resnet'), 'resnet-skip': ('resnet', 'skip'), 'orig-orig': ('orig', 'orig'),
-         'skip-resnet-ada': ('skip', 'resnet')}
+         'skip-resnet-ada': ('skip', 'resnet'), 'skip-resnet-cond': ('skip', 'resnet')}
 # The ADA kind: their augmentation pipe ('bgc') in front of D, p starting at ADA_P0 and adjusted after every
 # ADA_INTERVAL iterations towards ADA_TARGET at a speed of ADA_KIMG, over ADA_ITERS iterations; the pipe's random
 # draws come from torch's global generator seeded with AUG_SEED before the first iteration.
@@ -65,6 +71,12 @@ ADA_KIMG = 0.1
 AUG_SEED = 77
 BGC = dict(xflip=1, rotate90=1, xint=1, scale=1, rotate=1, aniso=1, xfrac=1, brightness=1, contrast=1, lumaflip=1,
            hue=1, saturation=1)
+# The class-conditional kind: config F's pairing with C_DIM classes (their label embedding in G's mapping network, their
+# projection D with its default 8-layer label mapping), fed fixed one-hot labels drawn by a RandomState of its own
+# (LABEL_SEED), so that the other inputs are the other kinds' arrays.
+COND_KIND = 'skip-resnet-cond'
+C_DIM = 3
+LABEL_SEED = 2025
 BATCH = 8
 Z_DIM = 32
 RES = 16
@@ -82,15 +94,15 @@ INPUT_SEED = 2024  # numpy RandomState seed of the fixed inputs (the same for bo
 NOISE_LAYERS = ['b4.conv1', 'b8.conv0', 'b8.conv1', 'b16.conv0', 'b16.conv1']
 
 
-def g_kwargs(arch: str) -> dict:
-    return dict(z_dim=Z_DIM, c_dim=0, w_dim=32, img_resolution=RES, img_channels=3,
+def g_kwargs(arch: str, c_dim: int = 0) -> dict:
+    return dict(z_dim=Z_DIM, c_dim=c_dim, w_dim=32, img_resolution=RES, img_channels=3,
                 mapping_kwargs={'num_layers': 2},
                 synthesis_kwargs={'channel_base': 512, 'channel_max': 64, 'num_fp16_res': 0, 'conv_clamp': None,
                                   'architecture': arch})
 
 
-def d_kwargs(arch: str) -> dict:
-    return dict(c_dim=0, img_resolution=RES, img_channels=3, architecture=arch, channel_base=512, channel_max=64,
+def d_kwargs(arch: str, c_dim: int = 0) -> dict:
+    return dict(c_dim=c_dim, img_resolution=RES, img_channels=3, architecture=arch, channel_base=512, channel_max=64,
                 num_fp16_res=0, conv_clamp=None, epilogue_kwargs={'mbstd_group_size': 4})
 
 
@@ -113,6 +125,25 @@ def make_inputs(iterations: int) -> dict[str, np.ndarray]:
                 # Raw standard normal, before their division by sqrt(H*W).
                 out[f'plnoise_{i}'] = rnd.standard_normal((n, 3, RES, RES)).astype(np.float32)
     return out
+
+
+def make_labels(iterations: int) -> dict[str, np.ndarray]:
+    """The conditional kind's fixed labels, as int64 class indices in [0, C_DIM), from their own RandomState: per
+    iteration i the reals' `realc_{i}` (BATCH), then for each phase P that draws latents `genc_{i}_{P}` (BATCH; Greg
+    uses rows 0..3, as its latents)."""
+    rnd = np.random.RandomState(LABEL_SEED)
+    out: dict[str, np.ndarray] = {}
+    for i in range(iterations):
+        out[f'realc_{i}'] = rnd.randint(0, C_DIM, size=BATCH).astype(np.int64)
+        for name, _module, interval in PHASES:
+            if name != 'Dreg' and i % interval == 0:
+                out[f'genc_{i}_{name}'] = rnd.randint(0, C_DIM, size=BATCH).astype(np.int64)
+    return out
+
+
+def one_hot(labels: np.ndarray) -> torch.Tensor:
+    """(BATCH,) class indices as their training loop's one-hot (BATCH, C_DIM) labels, in the run's precision."""
+    return torch.nn.functional.one_hot(torch.from_numpy(labels), C_DIM).double()
 
 
 def snapshot(G, D, G_ema) -> dict:
@@ -190,13 +221,14 @@ def run_kind(kind: str, out_dir: Path, inputs: dict[str, np.ndarray]) -> None:
     from training import loss as loss_module
     from training import networks
 
-    ada = kind == ADA_KIND
+    ada, cond = kind == ADA_KIND, kind == COND_KIND
     iterations = ADA_ITERS if ada else NUM_ITERS
+    c_dim = C_DIM if cond else 0
 
     g_arch, d_arch = KINDS[kind]
     torch.manual_seed(0)
-    G = networks.Generator(**g_kwargs(g_arch))
-    D = networks.Discriminator(**d_kwargs(d_arch))
+    G = networks.Generator(**g_kwargs(g_arch, c_dim))
+    D = networks.Discriminator(**d_kwargs(d_arch, c_dim))
     with torch.no_grad():
         for p in list(G.parameters()) + list(D.parameters()):
             p.add_(0.1 * torch.randn_like(p))
@@ -256,6 +288,7 @@ def run_kind(kind: str, out_dir: Path, inputs: dict[str, np.ndarray]) -> None:
 
     loss.pl_mean = torch.zeros([], dtype=torch.float64)  # their float32 zero, in the run's precision
     empty_c = torch.zeros([BATCH, 0])
+    unused_c = torch.zeros([BATCH, c_dim], dtype=torch.float64)  # Dreg's gen_c, which their loss does not read
     unused_z = torch.zeros([BATCH, Z_DIM])  # Dreg: their loss does not touch gen_z there
     pl_means, augment_p = [], []
     cur_nimg = 0
@@ -271,6 +304,10 @@ def run_kind(kind: str, out_dir: Path, inputs: dict[str, np.ndarray]) -> None:
                 pname = phase['name']
                 current.update(iteration=batch_idx, phase=pname)
                 gen_z = fed(inputs[f'z_{batch_idx}_{pname}']) if pname != 'Dreg' else unused_z
+                real_c, gen_c = empty_c, empty_c
+                if cond:
+                    real_c = one_hot(inputs[f'realc_{batch_idx}'])
+                    gen_c = one_hot(inputs[f'genc_{batch_idx}_{pname}']) if pname != 'Dreg' else unused_c
                 fed_noise.clear()
                 if pname != 'Dreg':
                     for k, layer in enumerate(noise_layers):
@@ -282,7 +319,7 @@ def run_kind(kind: str, out_dir: Path, inputs: dict[str, np.ndarray]) -> None:
                 phase['module'].requires_grad_(True)
                 torch.randn_like = fixed_randn_like
                 try:
-                    loss.accumulate_gradients(phase=pname, real_img=reals, real_c=empty_c, gen_z=gen_z, gen_c=empty_c,
+                    loss.accumulate_gradients(phase=pname, real_img=reals, real_c=real_c, gen_z=gen_z, gen_c=gen_c,
                                               sync=True, gain=phase['interval'])
                 finally:
                     torch.randn_like = orig_randn_like
@@ -322,7 +359,8 @@ def run_kind(kind: str, out_dir: Path, inputs: dict[str, np.ndarray]) -> None:
         loss_module.training_stats = sys.modules['torch_utils.training_stats']
         torch.randn_like = orig_randn_like
 
-    doc = dict(kind=kind, G_architecture=g_arch, D_architecture=d_arch, reports=reports, pl_mean=pl_means,
+    doc = dict(kind=kind, G_architecture=g_arch, D_architecture=d_arch, **(dict(c_dim=c_dim) if cond else {}),
+               reports=reports, pl_mean=pl_means,
                **(dict(augment_p=augment_p) if ada else {}))
     (out_dir / f'{kind}-losses.json').write_text(json.dumps(doc, indent=1) + '\n')
 
@@ -336,6 +374,8 @@ def main(argv: list[str]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     for kind in kinds:
         inputs = make_inputs(ADA_ITERS if kind == ADA_KIND else NUM_ITERS)
+        if kind == COND_KIND:
+            inputs.update(make_labels(NUM_ITERS))
         np.savez(out_dir / f'{kind}-inputs.npz', **inputs)
         run_kind(kind, out_dir, inputs)
     for path in sorted(out_dir.iterdir()):

@@ -5,9 +5,12 @@ The variables are named, shaped and laid out as NVIDIA's code makes them:
   `tfutil.Network`s, state version 2.
 - StyleGAN (NVlabs/stylegan, training/networks_stylegan.py G_style / D_basic): `dnnlib.tflib.network.Network`s,
   version 3, G with the components "mapping" and "synthesis".
-- StyleGAN2 config F (NVlabs/stylegan2, training/networks_stylegan2.py G_main / D_stylegan2): version 4.
+- StyleGAN2 config F (NVlabs/stylegan2, training/networks_stylegan2.py G_main / D_stylegan2): version 4; with
+  labels, as StyleGAN2-ADA's TF code (NVlabs/stylegan2-ada, training/networks.py G_main / D_main) writes its
+  conditional networks: "mapping/LabelEmbed" in G, "LabelEmbed", "Mapping{i}" and a cmap-wide "Output" in D.
 - StyleGAN2-ADA's PyTorch snapshot (training/networks.py) and the StyleGAN3 repository's StyleGAN2
-  (training/networks_stylegan2.py): a dict {training_set_kwargs, G, D, G_ema, augment_pipe} of persistent modules.
+  (training/networks_stylegan2.py): a dict {training_set_kwargs, G, D, G_ema, augment_pipe} of persistent modules;
+  with labels (c_dim > 0), G's MappingNetwork has its `embed` and D a MappingNetwork of its own.
 
 Weights are N(0, 1) (N(0, 1/lrmul) in the mapping layers), as NVIDIA initialises them with the equalised learning
 rate; unlike NVIDIA's initialisation, every bias, noise strength or weight, style bias, W average, constant input
@@ -32,6 +35,7 @@ from nvidia_pickling import EasyDict, dump_persistent, dump_tf, tf_network
 
 BIAS_STD = 0.5  # the effective (runtime) standard deviation of the random biases, noise weights and style offsets
 MAPPING_LRMUL = 0.01
+D_MAIN_MAPPING_LRMUL = 0.1  # StyleGAN2-ADA's TF D_main: its label mapping's default multiplier
 RESAMPLE_FILTER = [1, 3, 3, 1]
 Params = dict[str, np.ndarray]
 
@@ -235,10 +239,18 @@ def stylegan(resolution: int, *, fmap_base: int = 8192, fmap_max: int = 512, map
     return {"G": G, "D": D, "Gs": Gs}
 
 
-def _mapping(rnd: _Random, latent_size: int, mapping_fmaps: int, dlatent_size: int, layers: int) -> Params:
+def _mapping(rnd: _Random, latent_size: int, mapping_fmaps: int, dlatent_size: int, layers: int,
+             label_size: int = 0, label_fmaps: int | None = None) -> Params:
+    """G_mapping's variables; with labels, StyleGAN2-ADA's "LabelEmbed" (label_fmaps wide, None: latent_size),
+    created before the dense layers, whose first reads z and the embedded label."""
     v: Params = {}
+    embedded = 0
+    if label_size:
+        embedded = latent_size if label_fmaps is None else label_fmaps
+        v["LabelEmbed/weight"] = rnd.weight([label_size, embedded])
+        v["LabelEmbed/bias"] = rnd.bias([embedded])
     for idx in range(layers):
-        fan_in = latent_size if idx == 0 else mapping_fmaps
+        fan_in = latent_size + embedded if idx == 0 else mapping_fmaps
         fmaps = dlatent_size if idx == layers - 1 else mapping_fmaps
         v[f"Dense{idx}/weight"] = rnd.weight([fan_in, fmaps], MAPPING_LRMUL)
         v[f"Dense{idx}/bias"] = rnd.bias([fmaps], MAPPING_LRMUL)
@@ -272,17 +284,20 @@ def _tf_generator(name: str, flat: Params, *, version: int, static_kwargs: dict,
 
 def _dump_style_tf(path: str | Path, data: dict[str, Params], resolution: int, *, version: int,
                    funcs: tuple[str, str, str], fmaps: dict[str, tuple[Any, Any]],
-                   mapping: dict[str, tuple[Any, Any]]) -> None:
+                   mapping: dict[str, tuple[Any, Any]], label_size: int = 0,
+                   d_mapping: dict[str, tuple[Any, Any]] | None = None) -> None:
     """Writes StyleGAN's (version 3) or StyleGAN2's (version 4) flattened {"G", "D", "Gs"} variables as their
     training loop does: G and Gs with synthesis and mapping components, built by funcs = (generator, synthesis,
-    discriminator); static_kwargs as the training config passes them, the (value, default) pairs of `fmaps`
-    (everyone's) and `mapping` (the generators') only where they differ from the build function's default."""
-    common = {"num_channels": 3, "resolution": resolution, "label_size": 0, **_non_default(**fmaps)}
+    discriminator); static_kwargs as the training config passes them (label_size from the dataset), the
+    (value, default) pairs of `fmaps` (everyone's), `mapping` (the generators') and `d_mapping` (the
+    discriminator's) only where they differ from the build function's default."""
+    common = {"num_channels": 3, "resolution": resolution, "label_size": label_size, **_non_default(**fmaps)}
     g_kwargs = dict(common, **_non_default(**mapping))
     num_layers = 2 * _log2(resolution) - 2
     G, Gs = (_tf_generator(key, data[key], version=version, static_kwargs=g_kwargs, num_layers=num_layers,
                            func=funcs[0], synthesis_func=funcs[1]) for key in ("G", "Gs"))
-    D = tf_network("D", data["D"], version=version, static_kwargs=common, build_func_name=funcs[2])
+    d_kwargs = dict(common, **_non_default(**(d_mapping or {})))
+    D = tf_network("D", data["D"], version=version, static_kwargs=d_kwargs, build_func_name=funcs[2])
     dump_tf(path, G, D, Gs)
 
 
@@ -304,10 +319,17 @@ def write_stylegan(path: str | Path, resolution: int, *, fmap_base: int = 8192, 
 
 
 def stylegan2_tf(resolution: int, *, fmap_base: int = 16384, fmap_max: int = 512, mapping_layers: int = 8,
-                 z_dim: int = 512, w_dim: int = 512, seed: int = 0, mapping_fmaps: int = 512) -> dict[str, Params]:
+                 z_dim: int = 512, w_dim: int = 512, seed: int = 0, mapping_fmaps: int = 512, c_dim: int = 0,
+                 label_fmaps: int | None = None, d_mapping_layers: int = 0,
+                 d_mapping_lrmul: float = D_MAIN_MAPPING_LRMUL) -> dict[str, Params]:
     """{"G", "D", "Gs"} variables of G_main with G_synthesis_stylegan2 (skip architecture; flattened like
     `stylegan`) and D_stylegan2 (resnet). z_dim and w_dim are G_mapping's latent_size and dlatent_size.
-    Resolution at least 8: the resnet D reads the image only in its first block."""
+    Resolution at least 8: the resnet D reads the image only in its first block.
+
+    c_dim > 0: StyleGAN2-ADA's conditional G_main / D_main (their variables are StyleGAN2's plus these): G_mapping
+    embeds the label in label_fmaps features (None: z_dim); D_main embeds it in mapping_fmaps = nf(0) features
+    ("LabelEmbed", created first), maps it through d_mapping_layers "Mapping{i}" layers (learning-rate multiplier
+    d_mapping_lrmul), and its "Output" gives nf(0) features for the projection."""
     log2 = _log2(resolution, minimum=8)
     nf = _nf(fmap_base, fmap_max, log2, fmap_min=1)
     num_layers = 2 * log2 - 2
@@ -339,11 +361,18 @@ def stylegan2_tf(resolution: int, *, fmap_base: int = 16384, fmap_max: int = 512
     def generator() -> Params:
         v: Params = {"lod": np.zeros((), np.float32), "dlatent_avg": rnd.normal([w_dim], BIAS_STD)}
         v.update({f"synthesis/{k}": a for k, a in synthesis().items()})
-        v.update({f"mapping/{k}": a for k, a in _mapping(rnd, z_dim, mapping_fmaps, w_dim, mapping_layers).items()})
+        v.update({f"mapping/{k}": a for k, a in _mapping(rnd, z_dim, mapping_fmaps, w_dim, mapping_layers, c_dim,
+                                                             label_fmaps).items()})
         return v
 
     def discriminator() -> Params:
         v: Params = {}
+        if c_dim:
+            v["LabelEmbed/weight"] = rnd.weight([c_dim, nf(0)])
+            v["LabelEmbed/bias"] = rnd.bias([nf(0)])
+            for idx in range(d_mapping_layers):
+                v[f"Mapping{idx}/weight"] = rnd.weight([nf(0), nf(0)], d_mapping_lrmul)
+                v[f"Mapping{idx}/bias"] = rnd.bias([nf(0)], d_mapping_lrmul)
         for res in range(log2, 2, -1):
             s = _scope(res)
             if res == log2:
@@ -358,8 +387,8 @@ def stylegan2_tf(resolution: int, *, fmap_base: int = 16384, fmap_max: int = 512
         v["4x4/Conv/bias"] = rnd.bias([nf(1)])
         v["4x4/Dense0/weight"] = rnd.weight([nf(1) * 16, nf(0)])
         v["4x4/Dense0/bias"] = rnd.bias([nf(0)])
-        v["Output/weight"] = rnd.weight([nf(0), 1])
-        v["Output/bias"] = rnd.bias([1])
+        v["Output/weight"] = rnd.weight([nf(0), nf(0) if c_dim else 1])
+        v["Output/bias"] = rnd.bias([nf(0) if c_dim else 1])
         return v
 
     G = generator()
@@ -371,14 +400,21 @@ def stylegan2_tf(resolution: int, *, fmap_base: int = 16384, fmap_max: int = 512
 
 def write_stylegan2_tf(path: str | Path, resolution: int, *, fmap_base: int = 16384, fmap_max: int = 512,
                        mapping_layers: int = 8, z_dim: int = 512, w_dim: int = 512, seed: int = 0,
-                       mapping_fmaps: int = 512) -> dict[str, Params]:
-    """Writes `stylegan2_tf(...)` as stylegan2-*-config-f.pkl is written; returns the variables."""
+                       mapping_fmaps: int = 512, c_dim: int = 0, label_fmaps: int | None = None,
+                       d_mapping_layers: int = 0, d_mapping_lrmul: float = D_MAIN_MAPPING_LRMUL) -> dict[str, Params]:
+    """Writes `stylegan2_tf(...)` as stylegan2-*-config-f.pkl is written, or, with labels, as StyleGAN2-ADA's TF
+    training writes a conditional network-snapshot-*.pkl (G_main, G_synthesis, D_main); returns the variables."""
     data = stylegan2_tf(resolution, fmap_base=fmap_base, fmap_max=fmap_max, mapping_layers=mapping_layers,
-                        z_dim=z_dim, w_dim=w_dim, seed=seed, mapping_fmaps=mapping_fmaps)
-    _dump_style_tf(path, data, resolution, version=4, funcs=("G_main", "G_synthesis_stylegan2", "D_stylegan2"),
+                        z_dim=z_dim, w_dim=w_dim, seed=seed, mapping_fmaps=mapping_fmaps, c_dim=c_dim,
+                        label_fmaps=label_fmaps, d_mapping_layers=d_mapping_layers, d_mapping_lrmul=d_mapping_lrmul)
+    funcs = ("G_main", "G_synthesis", "D_main") if c_dim else ("G_main", "G_synthesis_stylegan2", "D_stylegan2")
+    _dump_style_tf(path, data, resolution, version=4, funcs=funcs,
                    fmaps=dict(fmap_base=(fmap_base, 16384), fmap_max=(fmap_max, 512)),
                    mapping=dict(mapping_layers=(mapping_layers, 8), latent_size=(z_dim, 512),
-                                dlatent_size=(w_dim, 512), mapping_fmaps=(mapping_fmaps, 512)))
+                                dlatent_size=(w_dim, 512), mapping_fmaps=(mapping_fmaps, 512),
+                                label_fmaps=(label_fmaps, None)),
+                   label_size=c_dim, d_mapping=dict(mapping_layers=(d_mapping_layers, 0),
+                                                    mapping_lrmul=(d_mapping_lrmul, D_MAIN_MAPPING_LRMUL)))
     return data
 
 
@@ -554,17 +590,23 @@ class _Builder:
         return m
 
     def mapping(self, **kwargs: Any) -> torch.nn.Module:
+        """G's mapping network, or (z_dim 0, num_ws and w_avg_beta None) a conditional D's label mapping: the
+        label's `embed` (embed_features wide, None: w_dim) first, then fc{i}, then w_avg where it is tracked."""
         m = self.module("MappingNetwork", (), kwargs)
         z_dim, c_dim, w_dim, num_ws = kwargs["z_dim"], kwargs["c_dim"], kwargs["w_dim"], kwargs["num_ws"]
         num_layers = kwargs.get("num_layers", 8)
         lr = kwargs.get("lr_multiplier", MAPPING_LRMUL)
         layer_features = kwargs.get("layer_features") or w_dim
+        embed_features = (kwargs.get("embed_features") or w_dim) if c_dim else 0
         m.z_dim, m.c_dim, m.w_dim, m.num_ws, m.num_layers = z_dim, c_dim, w_dim, num_ws, num_layers
         m.w_avg_beta = kwargs.get("w_avg_beta", 0.998 if self.sg3 else 0.995)
-        features = [z_dim] + [layer_features] * (num_layers - 1) + [w_dim]
+        features = [z_dim + embed_features] + [layer_features] * (num_layers - 1) + [w_dim]
+        if c_dim:
+            m.embed = self.fc(c_dim, embed_features)
         for idx in range(num_layers):
             setattr(m, f"fc{idx}", self.fc(features[idx], features[idx + 1], activation="lrelu", lr_multiplier=lr))
-        m.register_buffer("w_avg", torch.from_numpy(self.rnd.normal([w_dim], BIAS_STD)))
+        if num_ws is not None and m.w_avg_beta is not None:
+            m.register_buffer("w_avg", torch.from_numpy(self.rnd.normal([w_dim], BIAS_STD)))
         return m
 
     def generator(self, **kwargs: Any) -> torch.nn.Module:
@@ -620,7 +662,7 @@ class _Builder:
         m.conv = self.conv(in_channels + num_channels, in_channels, kernel_size=3, activation="lrelu",
                            conv_clamp=conv_clamp)
         m.fc = self.fc(in_channels * m.resolution**2, in_channels, activation="lrelu")
-        m.out = self.fc(in_channels, 1)
+        m.out = self.fc(in_channels, m.cmap_dim or 1)
         return m
 
     def discriminator(self, **kwargs: Any) -> torch.nn.Module:
@@ -644,39 +686,55 @@ class _Builder:
                                              **common)
             setattr(m, f"b{res}", block)
             layer_idx += block.num_layers
-        m.b4 = self.epilogue(channels[4], cmap_dim=0, resolution=4, **kwargs.get("epilogue_kwargs", {}), **common)
+        cmap_dim = (kwargs.get("cmap_dim") or channels[4]) if m.c_dim else 0
+        if m.c_dim:
+            m.mapping = self.mapping(z_dim=0, c_dim=m.c_dim, w_dim=cmap_dim, num_ws=None, w_avg_beta=None,
+                                     **kwargs.get("mapping_kwargs", {}))
+        m.b4 = self.epilogue(channels[4], cmap_dim=cmap_dim, resolution=4, **kwargs.get("epilogue_kwargs", {}),
+                             **common)
         return m
 
 
 def stylegan2_pt(resolution: int, *, channel_base: int = 32768, channel_max: int = 512, mapping_layers: int = 8,
-                 z_dim: int = 512, w_dim: int = 512, flavour: str = "ada", seed: int = 0) -> dict[str, torch.nn.Module]:
+                 z_dim: int = 512, w_dim: int = 512, flavour: str = "ada", seed: int = 0, c_dim: int = 0,
+                 embed_features: int | None = None, d_mapping_kwargs: dict | None = None,
+                 cmap_dim: int | None = None) -> dict[str, torch.nn.Module]:
     """{"G", "D", "G_ema"}: StyleGAN2-ADA's Generator (skip) and Discriminator (resnet) module trees as a
     snapshot holds them (eval mode, no gradients), with NVIDIA's `_init_kwargs`: nested (mapping_kwargs,
     synthesis_kwargs; FP16 on the 4 highest resolutions, conv_clamp 256, as ADA's train.py sets) for "ada",
     flattened (StyleGAN3's train.py, whose defaults give the same FP16 and clamp) for "stylegan3". Resolution
-    at least 8, as for `stylegan2_tf`."""
+    at least 8, as for `stylegan2_tf`.
+
+    c_dim > 0: class-conditional, G's label embedding embed_features wide (None: MappingNetwork's w_dim), D's
+    label mapping built with d_mapping_kwargs (None: {}, MappingNetwork's defaults, 8 layers at 0.01, as ADA's
+    train.py leaves them; {"num_layers": 0, "lr_multiplier": 0.1, ...} is what legacy.py gives a TF D) to cmap_dim
+    features (None: the 4x4 channels)."""
     _log2(resolution, minimum=8)
     if channel_base // resolution < 1:
         raise ValueError(f"channel_base {channel_base} gives {resolution}x{resolution} no channels: "
                          "NVIDIA's code cannot make this network")
     rnd = _Random(seed)
     builder = _Builder(rnd, flavour)
-    common = {"c_dim": 0, "img_resolution": resolution, "img_channels": 3}
+    common = {"c_dim": c_dim, "img_resolution": resolution, "img_channels": 3}
     mapping_kwargs = EasyDict(num_layers=mapping_layers)
+    if embed_features is not None:
+        mapping_kwargs.embed_features = embed_features
+    d_mapping = EasyDict(d_mapping_kwargs or {})
+    d_extra = {} if cmap_dim is None else {"cmap_dim": cmap_dim}
     if flavour == "ada":
         synthesis_kwargs = EasyDict(channel_base=channel_base, channel_max=channel_max, num_fp16_res=4,
                                     conv_clamp=256)
         g_kwargs = dict(z_dim=z_dim, w_dim=w_dim, mapping_kwargs=mapping_kwargs, synthesis_kwargs=synthesis_kwargs,
                         **common)
-        d_kwargs = dict(block_kwargs=EasyDict(), mapping_kwargs=EasyDict(),
+        d_kwargs = dict(block_kwargs=EasyDict(), mapping_kwargs=d_mapping,
                         epilogue_kwargs=EasyDict(mbstd_group_size=4), channel_base=channel_base,
-                        channel_max=channel_max, num_fp16_res=4, conv_clamp=256, **common)
+                        channel_max=channel_max, num_fp16_res=4, conv_clamp=256, **d_extra, **common)
     else:
         g_kwargs = dict(z_dim=z_dim, w_dim=w_dim, mapping_kwargs=mapping_kwargs, channel_base=channel_base,
                         channel_max=channel_max, fused_modconv_default="inference_only", **common)
-        d_kwargs = dict(block_kwargs=EasyDict(freeze_layers=0), mapping_kwargs=EasyDict(),
+        d_kwargs = dict(block_kwargs=EasyDict(freeze_layers=0), mapping_kwargs=d_mapping,
                         epilogue_kwargs=EasyDict(mbstd_group_size=4), channel_base=channel_base,
-                        channel_max=channel_max, **common)
+                        channel_max=channel_max, **d_extra, **common)
     G = builder.generator(**g_kwargs)
     D = builder.discriminator(**d_kwargs)
     G_ema = builder.generator(**g_kwargs)
@@ -688,12 +746,15 @@ def stylegan2_pt(resolution: int, *, channel_base: int = 32768, channel_max: int
 
 def write_stylegan2_pt(path: str | Path, resolution: int, *, channel_base: int = 32768, channel_max: int = 512,
                        mapping_layers: int = 8, z_dim: int = 512, w_dim: int = 512, flavour: str = "ada",
-                       seed: int = 0) -> dict[str, torch.nn.Module]:
+                       seed: int = 0, c_dim: int = 0, embed_features: int | None = None,
+                       d_mapping_kwargs: dict | None = None, cmap_dim: int | None = None) -> dict[str, torch.nn.Module]:
     """Writes `stylegan2_pt(...)` as a StyleGAN2-ADA / StyleGAN3 network snapshot; returns the modules."""
     nets = stylegan2_pt(resolution, channel_base=channel_base, channel_max=channel_max,
-                        mapping_layers=mapping_layers, z_dim=z_dim, w_dim=w_dim, flavour=flavour, seed=seed)
+                        mapping_layers=mapping_layers, z_dim=z_dim, w_dim=w_dim, flavour=flavour, seed=seed,
+                        c_dim=c_dim, embed_features=embed_features, d_mapping_kwargs=d_mapping_kwargs,
+                        cmap_dim=cmap_dim)
     training_set_kwargs = {"class_name": "training.dataset.ImageFolderDataset", "path": "datasets/synthetic.zip",
-                           "use_labels": False, "max_size": 1000, "xflip": False, "resolution": resolution}
+                           "use_labels": c_dim > 0, "max_size": 1000, "xflip": False, "resolution": resolution}
     data = {"training_set_kwargs": training_set_kwargs, "G": nets["G"], "D": nets["D"], "G_ema": nets["G_ema"],
             "augment_pipe": None}
     dump_persistent(path, data)

@@ -12,7 +12,8 @@ Conventions: images are (N, 3, R, R) float64 in NVIDIA's [-1, 1] range; scores a
 G_main and the PyTorch Generator read it; StyleGAN's G_style reads truncation_cutoff=None as "no truncation"
 and defaults to psi 0.7, cutoff 8, so pass those to reproduce its defaults). Noise is the stored one
 (TF randomize_noise=False, PyTorch noise_mode='const'); stylegan_G also takes other noise maps. Only finished
-networks (lod 0, as published) are computed.
+networks (lod 0, as published) are computed. Class-conditional StyleGAN2 networks (StyleGAN2-ADA's, in both its TF
+and PyTorch code) take `c`, one-hot labels [N, c_dim], in the generators and discriminators alike.
 
 When written, every function here was compared with NVIDIA's own code run on the same variables (the TF
 networks under TensorFlow 2's compat.v1 with upfirdn_2d / fused_bias_act's reference implementations, the
@@ -209,6 +210,20 @@ def _latents(z: Any) -> Tensor:
     if z.ndim != 2:
         raise ValueError(f"latents must be [N, z_dim], not {list(z.shape)}")
     return z
+
+
+def _labels(c: Any, conditional: bool, n: int) -> Tensor | None:
+    """The labels a network takes: [N, c_dim] for a conditional one (ValueError without), None otherwise."""
+    if not conditional:
+        if c is not None:
+            raise ValueError("labels given to an unconditional network")
+        return None
+    if c is None:
+        raise ValueError("a conditional network needs labels")
+    c = f64(c)
+    if c.ndim != 2 or c.shape[0] != n:
+        raise ValueError(f"labels must be [{n}, c_dim], not {list(c.shape)}")
+    return c
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -428,10 +443,15 @@ def tf_upsample_2d(x: Tensor, k: Tensor) -> Tensor:
     return upfirdn(x, k * 4, up=2, pad=((p + 1) // 2 + 1, p // 2))
 
 
-def stylegan2_tf_mapping(v: _Vars, z: Tensor, prefix: str = "mapping/", lrmul: float = 0.01) -> Tensor:
+def stylegan2_tf_mapping(v: _Vars, z: Tensor, prefix: str = "mapping/", lrmul: float = 0.01,
+                         c: Tensor | None = None) -> Tensor:
     """StyleGAN2's G_mapping: normalise, then Dense layers (gain 1, lrmul) with fused lrelu (bias * lrmul,
-    then leaky ReLU, then * sqrt(2))."""
+    then leaky ReLU, then * sqrt(2)). StyleGAN2-ADA's conditional one first appends to the normalised z the label
+    through LabelEmbed (dense, gain 1, lrmul 1, linear), normalised on its own."""
     x = pixel_norm(z)
+    if c is not None:
+        y = _act(c @ _he(v(f"{prefix}LabelEmbed/weight"), 1.0), v(f"{prefix}LabelEmbed/bias"), "linear")
+        x = torch.cat([x, pixel_norm(y)], dim=1)
     for idx in range(len(v.resolutions(re.escape(prefix) + r"Dense(\d+)/weight"))):
         w = v(f"{prefix}Dense{idx}/weight")
         x = _act(x @ _he(w, 1.0, lrmul=lrmul), v(f"{prefix}Dense{idx}/bias") * lrmul, "lrelu")
@@ -460,15 +480,19 @@ def _tf_modconv(v: _Vars, scope: str, x: Tensor, y: Tensor, *, up: bool = False,
 
 @_one_thread
 def stylegan2_tf_G(Gs_params: Mapping[str, Any], z: Any, psi: float = 1.0, cutoff: int | None = None, *,
-                   mapping_lrmul: float = 0.01, resample_kernel: Sequence[float] = (1, 3, 3, 1)) -> Tensor:
+                   mapping_lrmul: float = 0.01, resample_kernel: Sequence[float] = (1, 3, 3, 1),
+                   c: Any = None) -> Tensor:
     """G_main with G_synthesis_stylegan2 (config F, skip architecture, randomize_noise=False): each conv layer is a
     modulated, demodulated convolution (Conv0_up through upsample_conv_2d), + stored noise * the scalar
     noise_strength, then fused bias + lrelu * sqrt(2); every resolution's ToRGB (not demodulated, linear) is
-    added to the upsample_2d of the image so far."""
+    added to the upsample_2d of the image so far. `c`: the labels of StyleGAN2-ADA's conditional G_main (whose
+    G_synthesis computes the same)."""
     v = _Vars(Gs_params)
     _check_lod(v)
     k = fir_kernel(resample_kernel)
-    dl = stylegan2_tf_mapping(v, _latents(z), lrmul=mapping_lrmul)
+    z = _latents(z)
+    c = _labels(c, "mapping/LabelEmbed/weight" in v, z.shape[0])
+    dl = stylegan2_tf_mapping(v, z, lrmul=mapping_lrmul, c=c)
     log2 = max(v.resolutions(r"synthesis/(\d+)x\d+/Conv1/weight"), default=4).bit_length() - 1
     num_layers = 2 * log2 - 2
     dl = _truncate(dl[:, None].repeat(1, num_layers, 1), v("dlatent_avg"), psi, cutoff)
@@ -495,13 +519,23 @@ def stylegan2_tf_G(Gs_params: Mapping[str, Any], z: Any, psi: float = 1.0, cutof
 
 @_one_thread
 def stylegan2_tf_D(D_vars: Mapping[str, Any], images: Any, *, mbstd_group_size: int = 4,
-                   resample_kernel: Sequence[float] = (1, 3, 3, 1)) -> Tensor:
+                   resample_kernel: Sequence[float] = (1, 3, 3, 1), c: Any = None,
+                   mapping_lrmul: float = 0.1) -> Tensor:
     """D_stylegan2 (resnet): FromRGB at the top resolution, per block Conv0, Conv1_down (conv_downsample_2d) and
     the 1x1 Skip (downsampled, no bias), (x + skip) / sqrt(2); minibatch stddev, the 4x4 Conv, Dense0 and
-    the linear Output. Weights have gain 1; fused_bias_act supplies lrelu's sqrt(2) after the bias."""
+    the linear Output. Weights have gain 1; fused_bias_act supplies lrelu's sqrt(2) after the bias.
+    StyleGAN2-ADA's conditional D_main (`c`): the label through LabelEmbed (linear), normalised, then the
+    Mapping{i} layers (lrelu, mapping_lrmul: D_main's default 0.1); the score is the sum of Output's features
+    times the mapped label, / sqrt(their number)."""
     v = _Vars(D_vars)
     k = fir_kernel(resample_kernel)
     x = f64(images)
+    c = _labels(c, "LabelEmbed/weight" in v, x.shape[0])
+    if c is not None:
+        y = pixel_norm(_act(c @ _he(v("LabelEmbed/weight"), 1.0), v("LabelEmbed/bias"), "linear"))
+        for idx in range(len(v.resolutions(r"Mapping(\d+)/weight"))):
+            w = v(f"Mapping{idx}/weight")
+            y = _act(y @ _he(w, 1.0, lrmul=mapping_lrmul), v(f"Mapping{idx}/bias") * mapping_lrmul, "lrelu")
     sizes = sorted(v.resolutions(r"(\d+)x\d+/Conv0/weight"), reverse=True)
     s = f"{sizes[0]}x{sizes[0]}"
     x = _act(tf_conv2d(x, _he(v(f"{s}/FromRGB/weight"), 1.0)), v(f"{s}/FromRGB/bias"), "lrelu")
@@ -518,6 +552,8 @@ def stylegan2_tf_D(D_vars: Mapping[str, Any], images: Any, *, mbstd_group_size: 
     x = _act(tf_conv2d(x, _he(v("4x4/Conv/weight"), 1.0)), v("4x4/Conv/bias"), "lrelu")
     x = _act(x.flatten(1) @ _he(v("4x4/Dense0/weight"), 1.0), v("4x4/Dense0/bias"), "lrelu")
     x = _act(x @ _he(v("Output/weight"), 1.0), v("Output/bias"), "linear")
+    if c is not None:
+        return (x * y).sum(dim=1) / math.sqrt(y.shape[1])
     return x[:, 0]
 
 
@@ -581,18 +617,30 @@ def _filter(sd: _Vars, prefix: str) -> Tensor:
     return sd(name) if name in sd else fir_kernel()
 
 
+def _pt_mapping(sd: _Vars, z: Tensor | None, c: Tensor | None, lr: float) -> Tensor:
+    """MappingNetwork.forward without broadcast or truncation: normalize_2nd_moment(z) and, for labels,
+    normalize_2nd_moment(embed(c)) (a linear FullyConnectedLayer) concatenated after it; then fc{i} (lrelu, lr)."""
+    parts = [] if z is None else [pixel_norm(z)]
+    if c is not None:
+        parts.append(pixel_norm(_fc(sd, "mapping.embed", c)))
+    x = torch.cat(parts, dim=1)
+    for idx in range(len(sd.resolutions(r"mapping\.fc(\d+)\.weight"))):
+        x = _fc(sd, f"mapping.fc{idx}", x, "lrelu", lr)
+    return x
+
+
 @_one_thread
 def stylegan2_pt_G(G_ema_state_dict: Mapping[str, Any], z: Any, psi: float = 1.0, cutoff: int | None = None, *,
-                   mapping_lr: float = 0.01, conv_clamp: float | None = None) -> Tensor:
-    """Generator.forward(z, None, psi, cutoff, noise_mode="const"), in float64: MappingNetwork
-    (normalize_2nd_moment, FullyConnectedLayers with lr_multiplier 0.01 and lrelu), w_avg.lerp on the first
-    cutoff ws, then per block SynthesisLayers (affine styles, modulated_conv2d with noise_const *
-    noise_strength, bias_act lrelu with clamp conv_clamp) and the skip RGB sum (upsample2d + ToRGBLayer).
-    conv_clamp: the networks' own (256 in NVIDIA's published pickles; it never binds for these networks)."""
+                   mapping_lr: float = 0.01, conv_clamp: float | None = None, c: Any = None) -> Tensor:
+    """Generator.forward(z, c, psi, cutoff, noise_mode="const"), in float64: MappingNetwork
+    (normalize_2nd_moment, FullyConnectedLayers with lr_multiplier 0.01 and lrelu; with labels, the embedded
+    label beside z), w_avg.lerp on the first cutoff ws, then per block SynthesisLayers (affine styles,
+    modulated_conv2d with noise_const * noise_strength, bias_act lrelu with clamp conv_clamp) and the skip RGB
+    sum (upsample2d + ToRGBLayer). conv_clamp: the networks' own (256 in NVIDIA's published pickles; it never
+    binds for these networks)."""
     sd = _Vars(G_ema_state_dict)
-    x = pixel_norm(_latents(z))
-    for idx in range(len(sd.resolutions(r"mapping\.fc(\d+)\.weight"))):
-        x = _fc(sd, f"mapping.fc{idx}", x, "lrelu", mapping_lr)
+    z = _latents(z)
+    x = _pt_mapping(sd, z, _labels(c, "mapping.embed.weight" in sd, z.shape[0]), mapping_lr)
     sizes = sd.resolutions(r"synthesis\.b(\d+)\.conv1\.weight")
     num_ws = 2 * len(sizes)
     ws = _truncate(x[:, None].repeat(1, num_ws, 1), sd("mapping.w_avg"), psi, cutoff)
@@ -631,9 +679,11 @@ def stylegan2_pt_G(G_ema_state_dict: Mapping[str, Any], z: Any, psi: float = 1.0
 
 @_one_thread
 def stylegan2_pt_D(D_state_dict: Mapping[str, Any], images: Any, *, mbstd_group_size: int | None = 4,
-                   conv_clamp: float | None = None) -> Tensor:
-    """Discriminator.forward(img, None) (resnet): fromrgb in the first block, per block skip (1x1, down, gain
-    sqrt(0.5)), conv0, conv1 (down, gain sqrt(0.5)) added; the epilogue's minibatch stddev, conv, fc and out."""
+                   conv_clamp: float | None = None, c: Any = None, mapping_lr: float = 0.01) -> Tensor:
+    """Discriminator.forward(img, c) (resnet): fromrgb in the first block, per block skip (1x1, down, gain
+    sqrt(0.5)), conv0, conv1 (down, gain sqrt(0.5)) added; the epilogue's minibatch stddev, conv, fc and out.
+    Conditional (`c`): the label through D's MappingNetwork (z_dim 0; lr_multiplier mapping_lr, its default 0.01)
+    to cmap, and the score (out(x) * cmap).sum / sqrt(cmap_dim)."""
     sd = _Vars(D_state_dict)
 
     def conv(x: Tensor, prefix: str, act: str, down: int = 1, gain: float = 1.0, clamp: bool = True) -> Tensor:
@@ -645,6 +695,7 @@ def stylegan2_pt_D(D_state_dict: Mapping[str, Any], images: Any, *, mbstd_group_
         return _act(x, bias, act, gain=act_gain, clamp=None if conv_clamp is None or not clamp else conv_clamp * gain)
 
     x = f64(images)
+    c = _labels(c, "mapping.embed.weight" in sd, x.shape[0])
     sizes = sorted(sd.resolutions(r"b(\d+)\.conv0\.weight"), reverse=True)
     x = conv(x, f"b{sizes[0]}.fromrgb", "lrelu")
     for size in sizes:
@@ -656,4 +707,8 @@ def stylegan2_pt_D(D_state_dict: Mapping[str, Any], images: Any, *, mbstd_group_
     x = minibatch_stddev(x, mbstd_group_size)
     x = conv(x, "b4.conv", "lrelu")
     x = _fc(sd, "b4.fc", x.flatten(1), "lrelu")
-    return _fc(sd, "b4.out", x)[:, 0]
+    x = _fc(sd, "b4.out", x)
+    if c is None:
+        return x[:, 0]
+    cmap = _pt_mapping(sd, None, c, mapping_lr)
+    return (x * cmap).sum(dim=1) / math.sqrt(cmap.shape[1])

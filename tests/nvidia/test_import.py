@@ -1,11 +1,13 @@
 """`sgan import` (docs/design.md §12): small files in each of NVIDIA's formats, built with the real naming and
 layout rules (nvidia_files.py), are imported and rendered by sgan, and checked against an independent
-computation of NVIDIA's forward passes (oracles.py); then the rest of the pipeline runs on them."""
+computation of NVIDIA's forward passes (oracles.py); then the rest of the pipeline runs on them. Class-conditional
+networks (StyleGAN2-ADA's, TF and PyTorch, and the StyleGAN3 repository's StyleGAN2) are checked for given labels."""
 
 from __future__ import annotations
 
 import json
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import oracles
 import pytest
 import torch
 from conftest import sgan, sgan_here
+from PIL import Image
 
 from stylegan_cli.model import checkpoint
 from stylegan_cli.synthesis.generator import load_generator
@@ -43,7 +46,37 @@ FORMATS = {
                       oracles.stylegan2_pt_G, "G_ema", oracles.stylegan2_pt_D),
     "stylegan2-sg3": (nvidia_files.write_stylegan2_pt, dict(SMALL_PT, mapping_layers=2, flavour="stylegan3"), 16,
                       oracles.stylegan2_pt_G, "G_ema", oracles.stylegan2_pt_D),
+    # Conditional: the TF one as StyleGAN2-ADA's TF code writes it (D_main maps the label with 0 layers by default;
+    # its G embeds the label in z_dim features, which sgan's must be w_dim), the PyTorch ones with D mappings of
+    # 2 layers and of MappingNetwork's default 8.
+    "stylegan2-tf-cond": (nvidia_files.write_stylegan2_tf, dict(SMALL_TF, z_dim=24, w_dim=24, mapping_layers=2,
+                                                                c_dim=10), 16, oracles.stylegan2_tf_G, "Gs",
+                          oracles.stylegan2_tf_D),
+    "stylegan2-ada-cond": (nvidia_files.write_stylegan2_pt, dict(SMALL_PT, z_dim=20, w_dim=24, mapping_layers=2,
+                                                                 c_dim=10, d_mapping_kwargs={"num_layers": 2}), 16,
+                           oracles.stylegan2_pt_G, "G_ema", oracles.stylegan2_pt_D),
+    "stylegan2-sg3-cond": (nvidia_files.write_stylegan2_pt, dict(SMALL_PT, mapping_layers=2, flavour="stylegan3",
+                                                                 c_dim=10), 16, oracles.stylegan2_pt_G, "G_ema",
+                           oracles.stylegan2_pt_D),
 }
+CLASSES = (3, 0, 9)  # the labels of SEEDS' images from conditional networks
+D_CLASSES = (3, 0, 9, 3, 7, 1, 9, 2)
+
+
+def _c_dim(name: str) -> int:
+    return FORMATS[name][1].get("c_dim", 0)
+
+
+def _one_hot(name: str, classes) -> torch.Tensor | None:
+    """The labels for `classes` as NVIDIA's networks and sgan's take them, (N, c_dim) float64; None where the
+    format's network is unconditional."""
+    c_dim = _c_dim(name)
+    return torch.nn.functional.one_hot(torch.tensor(classes), c_dim).double() if c_dim else None
+
+
+def _labelled(c: torch.Tensor | None) -> dict:
+    """The keyword that gives an oracle its labels, none for an unconditional network."""
+    return {} if c is None else {"c": c}
 
 
 def _params(written, key: str):
@@ -64,31 +97,36 @@ def imported(request, tmp_path_factory):
     return name, written, folder / "run", Path(result.stdout.strip())
 
 
-def _oracle_images(name: str, written, z: np.ndarray, psi: float, cutoff: int | None) -> torch.Tensor:
+def _oracle_images(name: str, written, z: np.ndarray, psi: float, cutoff: int | None,
+                   c: torch.Tensor | None = None) -> torch.Tensor:
     _, _, _, oracle, key, _ = FORMATS[name]
     if oracle is oracles.pggan_G:
         return oracle(_params(written, key), z)
-    return oracle(_params(written, key), z, psi, cutoff)
+    return oracle(_params(written, key), z, psi, cutoff, **_labelled(c))
+
+
+def _nvidia_png(images: torch.Tensor) -> torch.Tensor:
+    """The PNGs NVIDIA's scripts write: x * 127.5 + 128, clipped, truncated to 8 bits (as ints)."""
+    return (images * 127.5 + 128).clamp(0, 255).to(torch.uint8).int()
 
 
 def test_sgan_renders_what_nvidias_code_computes(imported):
     """Seeds as NVIDIA's scripts draw them, the file's constant noise, with and without truncation (Progressive
-    GAN has no W space to truncate in)."""
+    GAN has no W space to truncate in); a conditional network's images for CLASSES."""
     name, written, run, ckpt = imported
     G = load_generator(run, None).G
     z = np.stack([z_from_seed(s, G.z_dim) for s in SEEDS])
+    c = _one_hot(name, CLASSES)
     for psi, cutoff in [(1.0, None)] + ([] if name.startswith("pggan") else [(0.7, 2)]):
         with torch.no_grad():
-            ws = G.mapping(torch.from_numpy(z).float(), broadcast=True)
+            ws = G.mapping(torch.from_numpy(z).float(), None if c is None else c.float(), broadcast=True)
             if psi != 1:
                 ws = G.truncate(ws, psi, cutoff)
             ours = G.synthesis(ws, noise_mode="const").double()
-        theirs = _oracle_images(name, written, z, psi, cutoff)
+        theirs = _oracle_images(name, written, z, psi, cutoff, c)
         scale = max(1.0, theirs.abs().max().item())
         assert (ours - theirs).abs().max().item() <= 1e-4 * scale, (name, psi)
-        # The PNGs NVIDIA's scripts write: x * 127.5 + 128, clipped, truncated to 8 bits.
-        nvidia_png = (theirs * 127.5 + 128).clamp(0, 255).to(torch.uint8).int()
-        assert (quantize(ours.float()).int() - nvidia_png).abs().max().item() <= 1, (name, psi)
+        assert (quantize(ours.float()).int() - _nvidia_png(theirs)).abs().max().item() <= 1, (name, psi)
 
 
 def test_the_discriminator_scores_what_nvidias_code_computes(imported):
@@ -105,10 +143,46 @@ def test_the_discriminator_scores_what_nvidias_code_computes(imported):
     # code forms by stride (samples 0, 2, 4, 6 and 1, 3, 5, 7).
     coarse = torch.randn(8, 3, 4, 4, generator=torch.Generator().manual_seed(3))
     images = torch.nn.functional.interpolate(coarse, size=(R, R), mode="bilinear", align_corners=False)
+    c = _one_hot(name, D_CLASSES)  # a conditional D scores each image for its label
     with torch.no_grad():
-        ours = D(images).double()
-    theirs = d_oracle(_params(written, "D"), images.double()).reshape(-1)
+        ours = D(images, c=None if c is None else c.float()).double()
+    theirs = d_oracle(_params(written, "D"), images.double(), **_labelled(c)).reshape(-1)
     assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-4 * max(1.0, theirs.abs().max().item())), name
+
+
+def test_the_configuration_says_how_many_classes_and_how_deep_ds_label_mapping_is(imported):
+    """c_dim from the file's label embedding (0: unconditional), d_mapping_layers from its D's label mapping; an
+    imported network names no classes (sgan uses their numbers)."""
+    name, written, run, ckpt = imported
+    config = checkpoint.load_training_state(ckpt)["config"]
+    assert config["c_dim"] == _c_dim(name) and config["class_names"] == []
+    if not _c_dim(name):
+        return
+    D = written["D"]
+    layers = D.state_dict() if isinstance(D, torch.nn.Module) else D
+    depth = sum(1 for k in layers if re.fullmatch(r"mapping\.fc\d+\.weight|Mapping\d+/weight", k))
+    assert config["d_mapping_layers"] == depth and depth == {"stylegan2-tf-cond": 0, "stylegan2-ada-cond": 2,
+                                                             "stylegan2-sg3-cond": 8}[name]
+
+
+def test_sampling_a_conditional_import_needs_a_class_and_renders_it(imported, capsys, tmp_path):
+    """`sgan sample --class 3` renders class 3 (the oracle's images, to one level); without --class, or with a
+    class the network lacks, it is a one-sentence usage error."""
+    name, written, run, ckpt = imported
+    if not _c_dim(name):
+        return
+    out = tmp_path / "samples"
+    result = sgan("sample", "--class", 3, "--seeds", "0-3", "-r", run, "--out", out)
+    assert result.returncode == 0, result.stderr
+    pngs = [np.asarray(Image.open(out / f"seed{s:04d}.png")) for s in range(4)]
+    z_dim = checkpoint.load_training_state(ckpt)["config"]["z_dim"]
+    z = np.stack([z_from_seed(s, z_dim) for s in range(4)])
+    theirs = _nvidia_png(_oracle_images(name, written, z, 1.0, None, _one_hot(name, [3] * 4)))
+    ours = torch.from_numpy(np.stack(pngs)).permute(0, 3, 1, 2).int()
+    assert ours.shape == theirs.shape and (ours - theirs).abs().max().item() <= 1, name
+    for args, words in ((["--seeds", "0-3"], "--class"), (["--class", "99", "--seeds", "0"], "99")):
+        code, stdout, err = sgan_here(capsys, "sample", *args, "-r", run, "--out", tmp_path / "refused")
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_the_checkpoint_holds_both_generators_w_avg_and_the_files_noise(imported):
@@ -192,22 +266,35 @@ def _layer(name: str, **tensors: torch.Tensor) -> torch.nn.Module:
     return module
 
 
-def _conditional(G: torch.nn.Module) -> None:
-    G.c_dim = G.mapping.c_dim = 10
-    G.mapping.embed = _layer("FullyConnectedLayer", weight=torch.randn(24, 10), bias=torch.zeros(24))
-
-
-def _alias_free(G: torch.nn.Module) -> None:  # StyleGAN3's SynthesisInput and its layers L0_36_512, ...
+def _alias_free(path: Path) -> None:  # StyleGAN3's SynthesisInput and its layers L0_36_512, ...
+    nets = nvidia_files.stylegan2_pt(8, **SMALL_PT, w_dim=24, mapping_layers=1)
+    G = nets["G_ema"]
     G.synthesis.input = _layer("SynthesisInput", freqs=torch.randn(16, 2), phases=torch.randn(16))
     G.synthesis.input.affine = _layer("FullyConnectedLayer", weight=torch.randn(4, 24), bias=torch.zeros(4))
+    nvidia_pickling.dump_persistent(path, {**nets, "augment_pipe": None, "training_set_kwargs": {}})
 
 
-@pytest.mark.parametrize("change, words", [(_conditional, "conditional"), (_alias_free, "StyleGAN3 (alias-free")])
-def test_networks_sgan_cannot_represent_are_refused_saying_what_they_are(capsys, tmp_path, change, words):
-    nets = nvidia_files.stylegan2_pt(8, **SMALL_PT, w_dim=24, mapping_layers=1)
-    change(nets["G_ema"])
+def _conditional_pt(**kwargs):
+    return lambda path: nvidia_files.write_stylegan2_pt(path, 8, **SMALL_PT, w_dim=24, mapping_layers=1, c_dim=10,
+                                                        **kwargs)
+
+
+def _conditional_tf(**kwargs):
+    return lambda path: nvidia_files.write_stylegan2_tf(path, 8, **SMALL_TF, mapping_layers=1, c_dim=10, **kwargs)
+
+
+@pytest.mark.parametrize("write, words", [
+    (_alias_free, "StyleGAN3 (alias-free"),
+    # Conditional networks whose label embedding or mapping sgan's networks do not have.
+    (_conditional_pt(embed_features=12), "embeds its labels in 12 features"),
+    (_conditional_tf(z_dim=20, w_dim=24), "embeds its labels in 20 features"),  # TF's label_fmaps: latent_size
+    (_conditional_pt(d_mapping_kwargs={"num_layers": 2, "lr_multiplier": 0.1}), "learning-rate multiplier 0.1"),
+    (_conditional_tf(z_dim=24, w_dim=24, d_mapping_layers=1), "learning-rate multiplier 0.1"),  # D_main's default
+    (_conditional_pt(cmap_dim=8), "labels to 8 features"),
+])
+def test_networks_sgan_cannot_represent_are_refused_saying_what_they_are(capsys, tmp_path, write, words):
     source = tmp_path / "network.pkl"
-    nvidia_pickling.dump_persistent(source, {**nets, "augment_pipe": None, "training_set_kwargs": {}})
+    write(source)
     code, out, err = sgan_here(capsys, "import", source, "-r", tmp_path / "run")
     assert code == 1 and words in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "run").exists()

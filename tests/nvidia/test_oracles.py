@@ -7,6 +7,7 @@ changes the output."""
 
 from __future__ import annotations
 
+import functools
 import io
 import pickle
 import pickletools
@@ -271,6 +272,51 @@ def test_stylegan2_names_and_shapes():
     assert nets["D"].b4.fc.weight.shape == (32, 32 * 16)
 
 
+def test_conditional_stylegan2_names_and_shapes(tmp_path):
+    """StyleGAN2-ADA's conditional layouts: TF G_mapping's LabelEmbed (latent_size wide) before Dense0, which reads
+    z and the embedding; D_main's LabelEmbed and Mapping{i} (nf(0) wide, created first) and a cmap-wide Output;
+    PyTorch's mapping.embed (w_dim wide), and D's own MappingNetwork without w_avg, b4.out giving cmap_dim."""
+    path = tmp_path / "conditional-tf.pkl"
+    data = nf.write_stylegan2_tf(path, 16, fmap_base=64, fmap_max=16, z_dim=20, w_dim=24, mapping_layers=2, c_dim=10,
+                                 d_mapping_layers=2)
+    G, D = data["Gs"], data["D"]
+    assert G["mapping/LabelEmbed/weight"].shape == (10, 20) and G["mapping/LabelEmbed/bias"].shape == (20,)
+    assert G["mapping/Dense0/weight"].shape == (40, 512) and G["mapping/Dense1/weight"].shape == (512, 24)
+    assert list(D)[:4] == ["LabelEmbed/weight", "LabelEmbed/bias", "Mapping0/weight", "Mapping0/bias"]
+    assert D["LabelEmbed/weight"].shape == (10, 16) and D["Mapping1/weight"].shape == (16, 16)
+    assert D["Output/weight"].shape == (16, 16) and D["Output/bias"].shape == (16,)
+    G_net, D_net, Gs_net = load(path)
+    assert Gs_net.static_kwargs["label_size"] == 10 and D_net.static_kwargs["mapping_layers"] == 2
+    assert (G_net.build_func_name, D_net.build_func_name) == ("G_main", "D_main")
+    assert Gs_net.components["synthesis"].build_func_name == "G_synthesis"
+    assert list(Gs_net.components["mapping"].params())[:2] == ["LabelEmbed/weight", "LabelEmbed/bias"]
+    assert "mapping_lrmul" not in D_net.static_kwargs  # D_main's default, 0.1, is not stored
+    assert nf.stylegan2_tf(16, fmap_base=64, fmap_max=16, z_dim=8, w_dim=8, mapping_layers=1, c_dim=3,
+                           label_fmaps=6)["Gs"]["mapping/Dense0/weight"].shape == (14, 8)
+
+    path = tmp_path / "conditional-pt.pkl"
+    nets = nf.write_stylegan2_pt(path, 16, channel_base=256, channel_max=16, mapping_layers=2, z_dim=12, w_dim=10,
+                                 c_dim=5)
+    g, d = nets["G_ema"].state_dict(), nets["D"].state_dict()
+    assert g["mapping.embed.weight"].shape == (10, 5) and g["mapping.fc0.weight"].shape == (10, 22)
+    mapping = [k for k, _ in nets["G_ema"].mapping.named_parameters()]
+    assert mapping[:3] == ["embed.weight", "embed.bias", "fc0.weight"] and "mapping.w_avg" in g
+    assert d["mapping.embed.weight"].shape == (16, 5) and d["mapping.fc7.weight"].shape == (16, 16)
+    assert "mapping.fc8.weight" not in d and "mapping.w_avg" not in d and d["b4.out.weight"].shape == (16, 16)
+    assert nets["D"].mapping.num_ws is None and nets["D"].b4.cmap_dim == 16
+    loaded = load(path)
+    assert loaded["training_set_kwargs"]["use_labels"] and loaded["D"].attribute("c_dim") == 5
+    for key in ("G_ema", "D"):
+        tensors, original = loaded[key].tensors(), nets[key].state_dict()
+        assert list(tensors) == list(original) and all(torch.equal(tensors[k], original[k]) for k in original)
+    other = nf.stylegan2_pt(16, channel_base=256, channel_max=16, mapping_layers=1, z_dim=12, w_dim=10, c_dim=5,
+                            embed_features=4, d_mapping_kwargs={"num_layers": 0, "lr_multiplier": 0.1}, cmap_dim=6)
+    g, d = other["G_ema"].state_dict(), other["D"].state_dict()
+    assert g["mapping.embed.weight"].shape == (4, 5) and g["mapping.fc0.weight"].shape == (10, 16)
+    assert d["mapping.embed.weight"].shape == (6, 5) and "mapping.fc0.weight" not in d
+    assert d["b4.out.weight"].shape == (6, 16)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # TF StyleGAN2 == PyTorch StyleGAN2 on weights converted with legacy.py's conventions.
 
@@ -285,6 +331,9 @@ def _tf_to_pt_generator(p: dict[str, np.ndarray], flip_up: bool = True, mod_bias
         if name.startswith("mapping/Dense"):
             idx, kind = name[len("mapping/Dense"):].split("/")
             out[f"mapping.fc{idx}.{kind}"] = value.T if kind == "weight" else value
+        elif name.startswith("mapping/LabelEmbed/"):
+            kind = name.split("/")[-1]
+            out[f"mapping.embed.{kind}"] = value.T if kind == "weight" else value
     sizes = [int(n.split("/")[1].split("x")[0]) for n in p if n.startswith("synthesis/") and "x" in n.split("/")[1]]
     log2 = max(sizes).bit_length() - 1
     out["synthesis.b4.const"] = p["synthesis/4x4/Const/const"][0]
@@ -310,18 +359,21 @@ def _tf_to_pt_generator(p: dict[str, np.ndarray], flip_up: bool = True, mod_bias
 
 
 def _tf_to_pt_discriminator(p: dict[str, np.ndarray]) -> dict:
-    """D_stylegan2's variables under StyleGAN2-ADA's names (legacy.py's conventions; no kernel is rotated)."""
+    """D_stylegan2's / D_main's variables under StyleGAN2-ADA's names (legacy.py's conventions; no kernel is
+    rotated; the label mapping's LabelEmbed and Mapping{i} become mapping.embed and mapping.fc{i})."""
     layers = {"FromRGB": "fromrgb", "Conv0": "conv0", "Conv1_down": "conv1", "Skip": "skip", "Conv": "conv",
-              "Dense0": "fc", "Output": "out"}
+              "Dense0": "fc", "Output": "out", "LabelEmbed": "embed"}
     out = {}
     for name, value in p.items():
         *scope, layer, kind = name.split("/")
         block = f"b{scope[0].split('x')[0]}" if scope else "b4"
+        if layer == "LabelEmbed" or layer.startswith("Mapping"):
+            block, layer = "mapping", layer.replace("Mapping", "fc")
         if value.ndim == 4:
             value = value.transpose(3, 2, 0, 1)
         elif value.ndim == 2:
             value = value.T
-        out[f"{block}.{layers[layer]}.{kind}"] = value
+        out[f"{block}.{layers.get(layer, layer)}.{kind}"] = value
     return {k: torch.from_numpy(np.require(v, np.float32, "C")) for k, v in out.items()}
 
 
@@ -353,6 +405,34 @@ def test_stylegan2_tf_equals_pytorch_after_legacy_conversion():
     pt_scores = oracles.stylegan2_pt_D(converted_d, images)
     assert tf_scores.shape == (8,) and _close(pt_scores, tf_scores, 1e-9)
     assert tf_scores.std() > 1e-3 * tf_scores.abs().max()
+
+
+def _one_hot(classes: list[int], c_dim: int) -> torch.Tensor:
+    return torch.nn.functional.one_hot(torch.tensor(classes), c_dim).double()
+
+
+def test_conditional_stylegan2_tf_equals_pytorch_after_legacy_conversion():
+    """StyleGAN2-ADA's conditional TF networks (G_mapping's LabelEmbed, D_main's label mapping at its lrmul 0.1) compute
+    what its PyTorch networks compute on the weights legacy.py converts; the labels change both outputs."""
+    data = nf.stylegan2_tf(16, fmap_base=128, fmap_max=16, mapping_layers=2, z_dim=24, w_dim=32, mapping_fmaps=32,
+                           c_dim=6, d_mapping_layers=2, seed=4)
+    reference = nf.stylegan2_pt(16, channel_base=256, channel_max=16, mapping_layers=2, z_dim=24, w_dim=32, c_dim=6,
+                                embed_features=24, d_mapping_kwargs={"num_layers": 2, "lr_multiplier": 0.1})
+    converted, converted_d = _tf_to_pt_generator(data["Gs"]), _tf_to_pt_discriminator(data["D"])
+    for net, ours in (("G_ema", converted), ("D", converted_d)):
+        expected = {k: tuple(v.shape) for k, v in reference[net].state_dict().items() if "resample_filter" not in k}
+        assert {k: tuple(v.shape) for k, v in ours.items()} == expected, net
+    z, c = _z(4, 24), _one_hot([0, 3, 5, 3], 6)
+    tf_img = oracles.stylegan2_tf_G(data["Gs"], z, 0.7, 2, c=c)
+    assert _close(oracles.stylegan2_pt_G(converted, z, 0.7, 2, c=c), tf_img, 1e-6)
+    assert not _close(oracles.stylegan2_tf_G(data["Gs"], z, 0.7, 2, c=_one_hot([1, 3, 5, 3], 6))[:1], tf_img[:1], 1e-3)
+    images, c8 = _images(8, 16), _one_hot([0, 1, 2, 3, 4, 5, 0, 1], 6)
+    tf_scores = oracles.stylegan2_tf_D(data["D"], images, c=c8)
+    assert tf_scores.shape == (8,) and _close(oracles.stylegan2_pt_D(converted_d, images, c=c8, mapping_lr=0.1),
+                                              tf_scores, 1e-9)
+    assert not _close(oracles.stylegan2_tf_D(data["D"], images, c=c8.roll(1, 0)), tf_scores, 1e-3)
+    with pytest.raises(ValueError, match="needs labels"):
+        oracles.stylegan2_tf_G(data["Gs"], z)
 
 
 def test_stylegan2_pt_oracle_reads_the_written_modules():
@@ -466,13 +546,24 @@ def _unused(name: str) -> bool:
         name.endswith("lod")
 
 
-@pytest.mark.parametrize("kind", ["pggan", "stylegan", "stylegan2_tf", "stylegan2_pt"])
+@pytest.mark.parametrize("kind", ["pggan", "stylegan", "stylegan2_tf", "stylegan2_pt", "stylegan2_tf_cond",
+                                  "stylegan2_pt_cond"])
 def test_every_variable_changes_the_output(kind):
-    if kind == "stylegan2_pt":
-        nets = nf.stylegan2_pt(16, channel_base=128, channel_max=8, mapping_layers=2, z_dim=8, w_dim=8)
+    c_dim = 4 if kind.endswith("_cond") else 0
+    c2, c4 = (_one_hot([1, 2], c_dim), _one_hot([0, 1, 3, 1], c_dim)) if c_dim else (None, None)
+    if kind.startswith("stylegan2_pt"):
+        nets = nf.stylegan2_pt(16, channel_base=128, channel_max=8, mapping_layers=2, z_dim=8, w_dim=8, c_dim=c_dim,
+                               d_mapping_kwargs={"num_layers": 1})
         G = {k: v for k, v in nets["G_ema"].state_dict().items() if "resample_filter" not in k}
         D = {k: v for k, v in nets["D"].state_dict().items() if "resample_filter" not in k}
-        gen, disc, z_dim = oracles.stylegan2_pt_G, oracles.stylegan2_pt_D, 8
+        gen = functools.partial(oracles.stylegan2_pt_G, c=c2)
+        disc, z_dim = functools.partial(oracles.stylegan2_pt_D, c=c4), 8
+    elif kind == "stylegan2_tf_cond":
+        data = nf.stylegan2_tf(16, fmap_base=64, fmap_max=8, z_dim=8, w_dim=8, mapping_fmaps=8, mapping_layers=2,
+                               c_dim=c_dim, d_mapping_layers=1)
+        G, D = data["Gs"], data["D"]
+        gen = functools.partial(oracles.stylegan2_tf_G, c=c2)
+        disc, z_dim = functools.partial(oracles.stylegan2_tf_D, c=c4), 8
     else:
         build = {"pggan": nf.pggan, "stylegan": nf.stylegan, "stylegan2_tf": nf.stylegan2_tf}[kind]
         extra = {"pggan": {"latent_size": 8}, "stylegan": {"dlatent_size": 8, "latent_size": 8, "mapping_fmaps": 8},

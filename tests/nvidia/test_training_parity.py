@@ -9,7 +9,9 @@ The reference data (tests/nvidia/training_parity/, see its README) was written b
 tests/nvidia/make_training_parity.py: iteration 0 runs all four of their phases (Gmain, Greg, Dmain, Dreg),
 iteration 1 the main ones only. The ADA kind (config F with `--aug ada`: their augmentation pipe in front of every
 D pass, R1's included, its draws from one seeded generator in both codes) runs five iterations from p = 0.5, so
-that p is adjusted once (after the fourth) and the fifth augments at the adjusted p.
+that p is adjusted once (after the fourth) and the fifth augments at the adjusted p. The conditional kind (config F
+with 3 classes: NVIDIA's label embedding in G's mapping network, their projection D with its 8-layer label mapping)
+feeds fixed one-hot labels of the reals and of each phase's fakes.
 """
 
 import json
@@ -28,8 +30,10 @@ from stylegan_cli.training.distributed import Dist
 from stylegan_cli.training.trainer import Draws, Trainer
 
 DATA = REPO / "tests" / "nvidia" / "training_parity"
-# G and D architectures: StyleGAN2 config F's, the other two redesigns, and the original design (Fig. 7a)
-KINDS = ("skip-resnet", "resnet-skip", "orig-orig", "skip-resnet-ada")
+# G and D architectures: StyleGAN2 config F's, the other two redesigns, and the original design (Fig. 7a); config F
+# with ADA, and config F class-conditional
+KINDS = ("skip-resnet", "resnet-skip", "orig-orig", "skip-resnet-ada", "skip-resnet-cond")
+COND_CLASSES = 3  # the conditional kind's c_dim (its README)
 ADA = {"aug": "ada", "augpipe": "bgc", "ada_target": 0.6, "ada_kimg": 0.1}  # the ADA kind's (its README)
 ADA_P0, AUG_SEED = 0.5, 77
 # The reference run's settings (its README): batch 8, R1 gamma 1 every 16, path length 2 every 4 on half the batch.
@@ -48,6 +52,24 @@ def _fed(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(array).double()
 
 
+def _labels(inputs, key: str) -> torch.Tensor | None:
+    """The conditional kind's fed class indices as one-hot labels; None for the unconditional kinds (no such key)."""
+    if key not in inputs:
+        return None
+    return torch.nn.functional.one_hot(torch.from_numpy(inputs[key]), COND_CLASSES).double()
+
+
+class _Images:
+    """The trainer's dataset: 8 images, never read (the test feeds the reals), and in a conditional run their class
+    labels, which the trainer keeps for drawing the fakes' labels (the test feeds those too)."""
+
+    def __init__(self, c_dim: int):
+        self.labels = np.arange(8) % c_dim if c_dim else None
+
+    def __len__(self) -> int:
+        return 8
+
+
 def _draws(inputs, iteration: int, phases: list[str]) -> dict[str, Draws]:
     def noise(p: str) -> list[torch.Tensor]:
         return [_fed(inputs[f"noise_{iteration}_{p}_{k}"]) for k in range(5)]
@@ -56,11 +78,12 @@ def _draws(inputs, iteration: int, phases: list[str]) -> dict[str, Draws]:
     for name in phases:
         if name in PHASES:
             p = PHASES[name]
-            z = _fed(inputs[f"z_{iteration}_{p}"])
-            if name == "G_pl":  # their pl_batch_shrink 2: the first half of the phase's latents
-                draws[name] = Draws(z[:4], noise(p), pl_y=_fed(inputs[f"plnoise_{iteration}"]))
+            z, c = _fed(inputs[f"z_{iteration}_{p}"]), _labels(inputs, f"genc_{iteration}_{p}")
+            if name == "G_pl":  # their pl_batch_shrink 2: the first half of the phase's latents (and labels)
+                draws[name] = Draws(z[:4], noise(p), pl_y=_fed(inputs[f"plnoise_{iteration}"]),
+                                    c=None if c is None else c[:4])
             else:
-                draws[name] = Draws(z, noise(p))
+                draws[name] = Draws(z, noise(p), c=c)
     return draws
 
 
@@ -77,13 +100,14 @@ def _compared(kind: str) -> list[int]:
 def parity(request, tmp_path_factory):
     """(kind, the trainer after each iteration's stats, NVIDIA's losses) for networks imported as a user would."""
     kind = request.param
-    ada = kind.endswith("-ada")
+    ada, cond = kind.endswith("-ada"), kind.endswith("-cond")
     run = tmp_path_factory.mktemp(kind) / "run"
     result = sgan("import", DATA / f"{kind.removesuffix('-ada')}-before.pkl", "-r", run, "--json")
     assert result.returncode == 0, result.stderr
     state = checkpoint.load_training_state(checkpoint.latest(run))
     cfg = TrainConfig(**{**state["config"], **SETTINGS, **(ADA if ada else {})}).resolved(torch.device("cpu"))
-    trainer = Trainer(cfg, run, range(8), Dist(device=torch.device("cpu")))
+    assert cfg.c_dim == (COND_CLASSES if cond else 0), kind  # as `sgan import` read it from their networks
+    trainer = Trainer(cfg, run, _Images(cfg.c_dim), Dist(device=torch.device("cpu")))
     trainer.load_state(state)
     if ada:
         trainer.augment.p.fill_(ADA_P0)
@@ -99,7 +123,7 @@ def parity(request, tmp_path_factory):
         phases = trainer.phases()
         assert phases == ["G"] + ["G_pl"] * (i % 4 == 0) + ["D"] + ["D_r1"] * (i % 16 == 0)
         reals = _fed(inputs[f"reals_{i}"])
-        stats.append(trainer.train_step(reals, 16, 1.0, _draws(inputs, i, phases)))
+        stats.append(trainer.train_step(reals, 16, 1.0, _draws(inputs, i, phases), _labels(inputs, f"realc_{i}")))
         snapshots.append({"G": {k: v.clone() for k, v in trainer.G.state_dict().items()},
                           "D": {k: v.clone() for k, v in trainer.D.state_dict().items()},
                           "G_ema": {k: v.clone() for k, v in trainer.G_ema.state_dict().items()},

@@ -28,7 +28,7 @@ def test_each_step_runs_the_passes_nvidias_code_runs_in_its_order(arch, first):
     seen = []
     for _ in range(5):
         seen.append(trainer.phases())
-        stats = trainer.iteration(reals, 16, 1.0)
+        stats = trainer.iteration(reals, None, 16, 1.0)
         assert {"loss_G", "loss_D"} <= set(stats)
     if arch == "stylegan2":  # path length every 4 steps, R1 every 16, each a pass of its own
         assert seen == [first, ["G", "D"], ["G", "D"], ["G", "D"], ["G", "G_pl", "D"]]
