@@ -63,6 +63,7 @@ def _mount() -> None:
         interpolate,
         metrics,
         mix,
+        models,
         noise,
         prep,
         project,
@@ -74,6 +75,7 @@ def _mount() -> None:
 
     app.add_typer(prep.app, name="prep")
     app.add_typer(data.app, name="data")
+    app.command("models")(models.models)
     app.command("import")(import_network.import_network)
     app.command("train")(train.train)
     app.command("sample")(sample.sample)

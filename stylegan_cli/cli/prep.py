@@ -9,7 +9,6 @@ the flags and build the settings; the pipeline, which resumes an interrupted pre
 
 from __future__ import annotations
 
-import hashlib
 import os
 from enum import Enum
 from pathlib import Path
@@ -20,6 +19,7 @@ import typer
 from stylegan_cli.cli.options import JsonOption, RunOption
 from stylegan_cli.core import rundir
 from stylegan_cli.core.console import err, results
+from stylegan_cli.core.download import sha256
 from stylegan_cli.core.errors import UsageError
 from stylegan_cli.data import prep
 from stylegan_cli.data.images import list_images
@@ -112,7 +112,7 @@ def prep_ffhq(
             raise UsageError(f"--landmarks must be fan, dlib or a .json landmarks file, not {landmarks!r}.")
         entries = load_landmarks_file(path)
         settings["landmarks"] = str(path.resolve())
-        settings["landmarks_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        settings["landmarks_sha256"] = sha256(path)
         inputs = [e.file_path for e in entries]
     settings["device"] = device
     _run_prep(run, data, settings, inputs, workers, overwrite, as_json)
@@ -147,7 +147,7 @@ def prep_images(
         path = Path(labels)
         input_labels, class_names = file_labels(path, inputs, str(src))
         settings["labels"] = str(path.resolve())
-        settings["labels_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        settings["labels_sha256"] = sha256(path)
     _run_prep(run, data, settings, inputs, workers, overwrite, as_json, input_labels, class_names)
 
 

@@ -95,9 +95,9 @@ PSNR of each). Interrupted, the same command keeps the finished targets and proj
         finished, failed = stage.project_targets(projector, aligner, targets, folder, settings)
         for f in finished:
             record.outputs += [str(folder / name) for name in f.summary["files"]]
-        record.outputs += [str(folder / stage.LATENTS), str(folder / stage.STATE)]
+        record.outputs += [str(folder / rundir.PROJECT_LATENTS), str(folder / rundir.PROJECT_STATE)]
         err.print(f"{len(finished)} of {len(targets)} targets projected into {space.value} of {loaded.ckpt} "
                   f"(kimg {loaded.kimg:.1f}).", markup=False)
         results(record.outputs, {"checkpoint": str(loaded.ckpt), "kimg": loaded.kimg, "space": space.value,
-                                 "steps": steps, "latents": str(folder / stage.LATENTS),
+                                 "steps": steps, "latents": str(folder / rundir.PROJECT_LATENTS),
                                  "targets": [f.summary for f in finished], "failed": failed} if as_json else None)

@@ -1,6 +1,6 @@
 """`sgan report`: one self-contained HTML page about a run: the training command, configuration, dataset,
-checkpoints, curves from train/log.jsonl, metrics, the fakes timeline and the newest synthesis grids
-(stylegan_cli/report/). It works offline: nothing on the page is fetched."""
+checkpoints, curves from train/log.jsonl, metrics, the fakes timeline, the newest synthesis grids and the
+projections (stylegan_cli/report/). It works offline: nothing on the page is fetched."""
 
 from __future__ import annotations
 

@@ -71,6 +71,16 @@ def stage_dir(run_dir: Path, stage_name: str) -> Path:
     return run_dir / stage_name
 
 
+# In sgan project's folder (RUN/project or --out; docs/design.md §13):
+PROJECT_LATENTS = "latents.npz"  # w and noise maps, one row per finished target, in target order
+PROJECT_STATE = "project.json"  # the settings, each finished target's scores and files, the failed targets
+
+
+def projection_images(folder: Path, name: str) -> tuple[Path, Path]:
+    """The reconstruction and the aligned target of the target NAME in sgan project's folder."""
+    return folder / f"{name}.png", folder / f"{name}-target.png"
+
+
 # --- writing ----------------------------------------------------------------------------------
 
 # Errors that only writing produces: whatever raised them, they concern the file being written.

@@ -19,7 +19,6 @@ trains them all anew. `load_classifiers` reads the folder back for the metric.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import os
@@ -36,6 +35,7 @@ from PIL import Image
 
 from stylegan_cli.core import rundir
 from stylegan_cli.core.console import err, progress
+from stylegan_cli.core.download import sha256
 from stylegan_cli.core.errors import SganError, UsageError
 from stylegan_cli.data.images import Rejected, load_rgb
 from stylegan_cli.model.discriminator import Discriminator
@@ -192,13 +192,11 @@ def labelled_set(images_dir: Path, labels_csv: Path, config: ClassifierConfig) -
                      "adam_eps": ADAM_EPS, "loss": "logistic", "val_fraction": config.val_fraction,
                      "seed": config.seed},
         "data": {"images": str(images_dir.resolve()), "labels": str(labels_csv.resolve()),
-                 "labels_sha256": _sha256(labels_csv), "count": len(paths)},
+                 "labels_sha256": sha256(labels_csv), "count": len(paths)},
     }
     return LabelledSet(attributes, paths, labels, settings)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # --- training ----------------------------------------------------------------------------------

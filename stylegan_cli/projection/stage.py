@@ -29,8 +29,6 @@ from stylegan_cli.synthesis.images import enlarge, image_grid, save_png
 from stylegan_cli.synthesis.latents import Latent, parse_latents, save_latents
 from stylegan_cli.synthesis.render import synthesize, to_ws
 
-LATENTS = "latents.npz"
-STATE = "project.json"
 FPS = 10
 
 
@@ -83,7 +81,8 @@ def _project_one(projector: Projector, target: Target, image: np.ndarray, folder
     lpips, psnr = projector.score(result, image)
     lpips_start, psnr_start = projector.score(found.frames[0], image)
     frames = enlarge(np.stack([image_grid([image, f], cols=2, gap=0) for f in found.frames]), G.resolution)
-    files = [save_png(folder / f"{target.name}.png", result), save_png(folder / f"{target.name}-target.png", image),
+    result_path, target_path = rundir.projection_images(folder, target.name)
+    files = [save_png(result_path, result), save_png(target_path, image),
              write_animation(folder / f"{target.name}-steps", frames, FPS)]
     err.print(f"{target.rel}: LPIPS {lpips:.4f} (from {lpips_start:.4f}), PSNR {_db(psnr)} (from {_db(psnr_start)}) "
               f"after {steps} steps in {seconds:.1f} s ({steps / seconds:.3g} steps/s).", markup=False)
@@ -102,16 +101,16 @@ def _commit(folder: Path, settings: dict, targets: list[Target], done: dict[str,
     once both hold it (the rows of latents.npz are project.json's targets, in order)."""
     finished = [done[t.name] for t in targets if t.name in done]
     ws = torch.from_numpy(np.stack([f.latent.w for f in finished]))
-    save_latents(folder / LATENTS, [f.latent for f in finished], ws, names=True)
-    rundir.write_json(folder / STATE, {"settings": settings, "targets": [f.summary for f in finished],
-                                       "failed": failed})
+    save_latents(folder / rundir.PROJECT_LATENTS, [f.latent for f in finished], ws, names=True)
+    rundir.write_json(folder / rundir.PROJECT_STATE,
+                      {"settings": settings, "targets": [f.summary for f in finished], "failed": failed})
 
 
 def _finished(folder: Path, settings: dict, targets: list[Target], z_dim: int) -> dict[str, Finished]:
     """The targets an earlier run with the same settings finished, whose files are all still there."""
     try:
-        state = json.loads((folder / STATE).read_text())
-        latents = parse_latents(str(folder / LATENTS), z_dim)
+        state = json.loads((folder / rundir.PROJECT_STATE).read_text())
+        latents = parse_latents(str(folder / rundir.PROJECT_LATENTS), z_dim)
     except (OSError, ValueError, UsageError):
         return {}
     if not isinstance(state, dict) or state.get("settings") != settings or \

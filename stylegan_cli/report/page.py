@@ -141,7 +141,7 @@ def has_content(run_dir: Path) -> bool:
     """Whether the folder holds anything a stage writes (docs/design.md §3)."""
     parts = [rundir.history_file(run_dir), rundir.data_dir(run_dir), rundir.train_dir(run_dir),
              rundir.checkpoints_dir(run_dir), rundir.metrics_file(run_dir)]
-    parts += [rundir.stage_dir(run_dir, name) for name in ("samples", "mix", "truncate")]
+    parts += [rundir.stage_dir(run_dir, name) for name in ("samples", "mix", "truncate", "project")]
     return run_dir.is_dir() and any(p.exists() for p in parts)
 
 
@@ -161,6 +161,7 @@ def build(run_dir: Path) -> Page:
         ("Metrics", _metrics(metrics)),
         ("Fakes during training", _fakes(reader)),
         ("Samples", _grids(reader)),
+        ("Projections", _projections(reader)),
         ("History", _history(history)),
     ]
     present = [title for title, html in sections if not _only_note(html)]
@@ -339,6 +340,42 @@ def _grids(reader: _Reader) -> str:
     return "".join(figures)
 
 
+def _projections(reader: _Reader) -> str:
+    """sgan project's photos: each aligned target beside its reconstruction, with the scores project.json
+    holds (docs/design.md §13), and the photos that could not be used."""
+    folder = rundir.stage_dir(reader.run_dir, "project")
+    state = reader.json(folder / rundir.PROJECT_STATE)
+    if state is None:
+        return _note("No projections (sgan project --target PHOTO).")
+    settings = state.get("settings") if isinstance(state.get("settings"), dict) else {}
+    targets = [t for t in _list(state.get("targets")) if isinstance(t, dict) and isinstance(t.get("name"), str)]
+    out = []
+    if settings.get("checkpoint"):
+        kimg = f" (kimg {settings['kimg']:g})" if _number(settings.get("kimg")) else ""
+        out.append(f"<p>Projected with <code>--space {escape(str(settings.get('space', 'w')))}</code> into "
+                   f"<code>{escape(Path(str(settings['checkpoint'])).name)}</code>{kimg}.</p>")
+    rows = []
+    for t in targets:
+        name, source = t["name"], str(t.get("source", ""))
+        result, target = rundir.projection_images(folder, name)
+        captions = {target: f"{name}: target ({source})",
+                    result: f"{name}: result, LPIPS {_lpips(t, 'lpips')}, PSNR {_psnr(t, 'psnr')}"}
+        figures = [_figure(png, caption, reader.name(path)) for path, caption in captions.items()
+                   if (png := reader.png(path))]
+        out.append(f'<div class="projection" data-name="{escape(name)}">{"".join(figures)}</div>')
+        rows.append((escape(name), escape(source), _lpips(t, "lpips"), _psnr(t, "psnr"), _lpips(t, "lpips_start"),
+                     _psnr(t, "psnr_start"), escape(str(t.get("steps", ""))),
+                     f"{t['seconds']:.1f}" if _number(t.get("seconds")) else ""))
+    if rows:
+        out.append(_table(("target", "photo", "LPIPS", "PSNR", "LPIPS at the start", "PSNR at the start", "steps",
+                           "seconds"), rows, numeric=(2, 3, 4, 5, 6, 7)))
+    failed = [f for f in _list(state.get("failed")) if isinstance(f, dict)]
+    if failed:
+        out.append(_note("Not projected: " + "; ".join(f"{f.get('source', '?')}: {f.get('detail', '?')}"
+                                                        for f in failed) + "."))
+    return "".join(out) or _note(f"{reader.name(folder / rundir.PROJECT_STATE)} lists no projected targets.")
+
+
 def _history(history: list[dict]) -> str:
     if not history:
         return _note("No history.jsonl.")
@@ -348,6 +385,21 @@ def _history(history: list[dict]) -> str:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def _list(value) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _lpips(target: dict, key: str) -> str:
+    return f"{target[key]:.4f}" if _number(target.get(key)) else ""
+
+
+def _psnr(target: dict, key: str) -> str:
+    """A PSNR of project.json in dB: null where the two images are identical."""
+    if key in target and target[key] is None:
+        return "inf"
+    return f"{target[key]:.2f} dB" if _number(target.get(key)) else ""
 
 
 def _number(value) -> bool:

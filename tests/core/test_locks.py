@@ -47,6 +47,7 @@ def test_a_second_writer_is_refused_naming_the_holder_and_a_killed_holders_lock_
     assert takeover.wait(timeout=60) == 0
 
 
+@pytest.mark.slow
 def test_two_trainings_of_one_run_the_second_refused_at_once_readers_never_blocked(tmp_path, prepped):
     run = tmp_path / "run"
     args = ["train", "-r", run, "--data", prepped / "data" / "dataset.lmdb", *TINY, "--snap", 0.008]

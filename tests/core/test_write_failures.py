@@ -468,6 +468,7 @@ def test_sample_into_a_full_then_read_only_file_system(trained, tmp_path, tmpfs)
     assert np.asarray(Image.open(samples / "seed0001.png")).shape == (16, 16, 3)
 
 
+@pytest.mark.slow
 def test_training_on_a_full_disk_stops_with_the_sentence_and_the_same_command_resumes(prepped, tmp_path, tmpfs):
     run = tmp_path / "run"
     folder = tmpfs.mount(rundir.checkpoints_dir(run), "128m")

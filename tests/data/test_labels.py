@@ -84,6 +84,7 @@ def test_folders_label_each_image_by_its_subfolder_sorted_by_name(labelled):
     assert loose["reason"] == "no label" and loose["detail"] == "it lies directly in --src, not in a class folder"
 
 
+@pytest.mark.slow
 def test_a_dataset_json_labels_what_it_names_and_rejects_what_it_does_not(tmp_path):
     src = make_src(tmp_path / "src", {"airplane": 2, "cat": 2, "dog": 2})
     (src / "dataset.json").write_text(json.dumps({"labels": [

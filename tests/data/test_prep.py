@@ -80,6 +80,7 @@ def test_many_workers_write_the_same_dataset_as_one(tmp_path, prepped):
         Dataset(prepped / "data" / "dataset.lmdb").meta["fingerprint"]
 
 
+@pytest.mark.slow
 def test_a_prep_killed_midway_resumes_to_the_same_dataset(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
@@ -120,6 +121,7 @@ def test_a_prep_killed_midway_resumes_to_the_same_dataset(tmp_path):
     (signal.SIGUSR1, "Interrupted after {done} of 73 inputs; run the same command again to resume."),
     (signal.SIGINT, "sgan: interrupted."),
 ])
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_stop_signal_keeps_what_was_committed_and_exits_128_plus_its_number(tmp_path, prepped, signum, last_line,
                                                                               workers):
@@ -215,6 +217,7 @@ def test_every_kind_of_bad_input_lands_in_rejects(tmp_path):
     (["--faces", "some"], "--faces"),
     (["--workers", 0], "--workers"),
 ])
+@pytest.mark.slow
 def test_usage_errors_exit_2_with_one_sentence(tmp_path, args, words):
     result = sgan("prep", "ffhq", "--src", FACES, "-r", tmp_path, *args)
     assert result.returncode == 2

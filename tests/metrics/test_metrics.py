@@ -76,6 +76,7 @@ def test_fid_of_a_folder_with_itself_is_zero(capsys, tmp_path, planes):
     assert abs(results_of(out)["fid"]["value"]) < 1e-6
 
 
+@pytest.mark.slow
 def test_fid_of_two_folders_equals_a_scipy_computation_on_the_same_features(capsys, tmp_path, planes, cats):
     code, out, err = sgan_here(capsys, "metrics", "fid", "kid", "pr", "--real", planes, "--fake", cats,
                                "-r", tmp_path, "--json")
@@ -150,6 +151,7 @@ def test_cached_dataset_statistics_give_the_same_fid(evaluated_run, user_cache):
     assert cached[0].stat().st_mtime_ns == before
 
 
+@pytest.mark.slow
 def test_the_generated_images_can_be_made_in_bf16_and_the_result_says_so(evaluated_run):
     fp32, bf16 = (sgan("metrics", "-r", evaluated_run, "fid8", *flags, "--workers", 0, "--batch", 4, "--json")
                   for flags in ([], ["--precision", "bf16"]))

@@ -207,6 +207,7 @@ def test_the_checkpoint_holds_both_generators_w_avg_and_the_files_noise(imported
     assert np.array_equal(state["G_ema"]["w_avg"].numpy(), np.asarray(w_avg, dtype=np.float32))
 
 
+@pytest.mark.slow
 def test_importing_the_same_file_again_is_a_no_op_and_another_run_is_untouched(imported, tmp_path):
     name, written, run, ckpt = imported
     source = next(run.parent.glob("*.pkl"))
@@ -300,6 +301,7 @@ def test_networks_sgan_cannot_represent_are_refused_saying_what_they_are(capsys,
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_an_imported_run_passes_through_every_stage_and_fine_tunes(prepped, tmp_path):
     """Import a 32x32 StyleGAN2-ADA network into a run with a dataset, then sample, mix, truncate, interpolate,
     noise, a metric, and a short fine-tuning that starts from the file's networks, not from scratch."""

@@ -100,6 +100,7 @@ def test_a_projection_pipes_into_mix(run, projected, tmp_path):
     assert (tmp_path / "seed0005-seed0005.png").read_bytes() == (run / "project" / "seed0005.png").read_bytes()
 
 
+@pytest.mark.slow
 def test_an_interrupted_projection_keeps_finished_targets_and_resumes_to_the_same_result(run, tmp_path):
     targets = tmp_path / "targets"
     made = sgan("sample", "-r", run, "--seeds", "1-3", "--out", targets)

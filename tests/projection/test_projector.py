@@ -69,6 +69,7 @@ def small_G() -> Generator:
     return small_stylegan2()[0]
 
 
+@pytest.mark.slow
 def test_a_projection_finds_a_generated_image_and_its_w_again(small_G):
     G = small_G
     w_true = G.mapping(torch.randn(1, 16, generator=torch.Generator().manual_seed(5)))[0]

@@ -147,9 +147,45 @@ def test_missing_parts_are_left_out_with_a_note(prepped, tmp_path, capsys):
     assert stdout == f"{out}\n" and not (run / "report.html").exists()
     html = out.read_text()
     for note in ("No train/log.jsonl", "No metrics.jsonl", "No checkpoints", "No train/fakes-*.png",
-                 "No sample, mix or truncation grids"):
+                 "No sample, mix or truncation grids", "No projections"):
         assert note in html, note
     assert "<polyline" not in html and "<img" not in html and "rejected" in html
+
+
+def test_projections_show_each_target_beside_its_result_with_lpips_and_psnr(tmp_path, capsys):
+    """What `sgan project` leaves in RUN/project (docs/design.md §13), one reconstruction since lost."""
+    folder = tmp_path / "run" / "project"
+    folder.mkdir(parents=True)
+    for name in ("me.png", "me-target.png", "twin-target.png"):
+        Image.new("RGB", (32, 32), "gray").save(folder / name)
+    scores = {"lpips_start": 0.5, "psnr_start": 12.0, "steps": 1000, "seconds": 61.0}
+    (folder / "project.json").write_text(json.dumps({
+        "settings": {"checkpoint": "/runs/me/checkpoints/ckpt-0000000.pt", "kimg": 0.0, "space": "w"},
+        "targets": [{"name": "me", "source": "me.jpg", "lpips": 0.1234, "psnr": 21.5, **scores},
+                    {"name": "twin", "source": "twin.jpg", "lpips": 0.0, "psnr": None, **scores}],
+        "failed": [{"source": "cat.jpg", "reason": "no face", "detail": "no face was found"}]}))
+    status, out, err = sgan_here(capsys, "report", "-r", tmp_path / "run", "--json")
+    assert status == 0, err
+    assert "Projections" in json.loads(out)["sections"]
+    html = (tmp_path / "run" / "report.html").read_text()
+    section = html[html.index('<section id="projections">'):]
+    section = section[:section.index("</section>")]
+    dom = _Dom(section)
+    assert [(img["alt"], img["src"][:22]) for img in dom.all("img")] == [
+        ("project/me-target.png", "data:image/png;base64,"), ("project/me.png", "data:image/png;base64,"),
+        ("project/twin-target.png", "data:image/png;base64,")]
+    text = " ".join(dom.text)
+    for expected in ("ckpt-0000000.pt", "me: target (me.jpg)", "me: result, LPIPS 0.1234, PSNR 21.50 dB",
+                     "twin: target (twin.jpg)", "Not projected: cat.jpg: no face was found."):
+        assert expected in text, expected
+    # The table: the scores after and before the search (a PSNR of null: identical images), steps, seconds.
+    assert _cells("me", "me.jpg", "0.1234", "21.50 dB", "0.5000", "12.00 dB", "1000", "61.0") in section
+    assert _cells("twin", "twin.jpg", "0.0000", "inf", "0.5000", "12.00 dB", "1000", "61.0") in section
+    assert "project/twin.png could not be read" in html and "project/twin.png" in err
+
+
+def _cells(name: str, photo: str, *numbers: str) -> str:
+    return f"<td>{name}</td><td>{photo}</td>" + "".join(f'<td class="num">{n}</td>' for n in numbers)
 
 
 def test_an_empty_run_is_a_usage_error(tmp_path, capsys):

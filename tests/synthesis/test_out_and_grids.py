@@ -33,6 +33,7 @@ def ckpt(trained):
     return trained / "checkpoints" / "latest"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_out_puts_every_file_in_dir_and_lists_it(stage, ckpt, tmp_path):
     args, default = STAGES[stage]
@@ -94,6 +95,7 @@ def test_grid_scale_one_keeps_the_old_size_and_n_sets_the_factor(ckpt, tmp_path)
     assert sizes == {1: (4 * RES + 3 * 2, RES), 3: (3 * (4 * RES + 3 * 2), 3 * RES)}
 
 
+@pytest.mark.slow
 def test_the_other_stages_grids_are_enlarged_too(ckpt, tmp_path):
     for stage, (args, _) in STAGES.items():
         assert sgan(stage, "-r", tmp_path, "--ckpt", ckpt, "--out", tmp_path / stage, *args).returncode == 0

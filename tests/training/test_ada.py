@@ -36,6 +36,7 @@ def train(run, data, *args):
     return sgan("train", "-r", run, "--data", data, *TINY_F, "--tick", 0.064, "--snap", 100, *args, timeout=600)
 
 
+@pytest.mark.slow
 def test_ada_raises_p_when_d_overfits_and_a_target_of_1_keeps_it_at_0(tmp_path, data):
     adapting = train(tmp_path / "ada", data, "--kimg", 1, "--aug", "ada", "--ada-kimg", 10)
     assert adapting.returncode == 0, adapting.stderr
@@ -51,6 +52,7 @@ def test_ada_raises_p_when_d_overfits_and_a_target_of_1_keeps_it_at_0(tmp_path, 
     assert {line["aug_p"] for line in log(tmp_path / "never")} == {0.0}  # r_t <= 1 is never above the target
 
 
+@pytest.mark.slow
 def test_stylegan2_on_a_small_dataset_augments_by_default_and_says_so(tmp_path, data):
     result = train(tmp_path, data, "--kimg", 0.016)
     assert result.returncode == 0, result.stderr
@@ -63,6 +65,7 @@ def test_stylegan2_on_a_small_dataset_augments_by_default_and_says_so(tmp_path, 
     assert "Augmenting" not in plain.stderr and "aug_p" not in log(tmp_path / "sg")[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("aug", [["--aug", "fixed", "--p", 0.5], ["--aug", "ada", "--ada-kimg", 1]])
 def test_a_resumed_run_continues_exactly(tmp_path, data, aug):
     """5 steps, then 10 more from the checkpoint, equal 15 in one go: with a fixed p, whose draws change every
@@ -87,6 +90,7 @@ def test_a_resumed_run_continues_exactly(tmp_path, data, aug):
     (["--augpipe", "bgcfnc"], "--augpipe bgc"),
     (["--aug", "fixed", "--p", 0.2], "--aug ada"),
 ])
+@pytest.mark.slow
 def test_resuming_with_other_augmentation_settings_is_refused(tmp_path, data, then, message):
     assert train(tmp_path, data, "--kimg", 0.016, "--aug", "ada").returncode == 0
     other = train(tmp_path, data, "--kimg", 0.032, *then)
@@ -108,6 +112,7 @@ def test_bad_augmentation_flags_are_one_sentence_and_exit_2(tmp_path, data, caps
     assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
 
 
+@pytest.mark.slow
 def test_an_imported_network_fine_tunes_with_ada_on_a_small_dataset(tmp_path, data):
     """The README's worked example, on a 16x16 config F network written by NVIDIA's StyleGAN2-ADA code."""
     nvidia = REPO / "tests" / "nvidia" / "training_parity" / "skip-resnet-before.pkl"
@@ -127,6 +132,7 @@ def test_an_imported_network_fine_tunes_with_ada_on_a_small_dataset(tmp_path, da
 
 @pytest.mark.parametrize("arch", [["--arch", "pggan", "--loss", "wgan-gp"], ["--arch", "stylegan"],
                                   ["--arch", "stylegan2", "--g-arch", "resnet", "--d-arch", "skip"]])
+@pytest.mark.slow
 def test_every_architecture_trains_augmented_through_a_fade_in(tmp_path, data, arch):
     """Growing networks are augmented at the current resolution (from 4x4 or 8x8, through the fades, up to 16x16);
     WGAN-GP's penalty takes D's gradient through the augmentation too."""

@@ -73,6 +73,7 @@ def test_the_networks_take_labels_as_nvidias_do():
     assert G.w_dim == 35  # pggan's input is z and the one-hot label, normalised together (Progressive GAN's code)
 
 
+@pytest.mark.slow
 def test_cond_needs_a_labelled_dataset_and_is_given_again_on_resume(trained, tmp_path):
     unlabelled = tmp_path / "plain"
     shutil.copytree(CIFAR / "ship", tmp_path / "src")
@@ -87,6 +88,7 @@ def test_cond_needs_a_labelled_dataset_and_is_given_again_on_resume(trained, tmp
     assert config["c_dim"] == 2 and config["class_names"] == list(CLASSES)
 
 
+@pytest.mark.slow
 def test_each_class_looks_like_its_own_real_images(trained):
     from stylegan_cli.data.dataset import Dataset
 
@@ -109,6 +111,7 @@ def test_each_class_looks_like_its_own_real_images(trained):
     assert all(f"sgan sample --class {name}" in html for name in CLASSES)
 
 
+@pytest.mark.slow
 def test_class_choice_is_one_sentence_when_wrong_and_truncation_centres_on_the_class(trained, tmp_path):
     for args, words in ((("--seeds", "0-1"), "class-conditional (2 classes): pick one with --class"),
                         (("--seeds", "0-1", "--class", "cat"), "neither a class name (frog, ship)"),
@@ -137,6 +140,7 @@ def test_class_choice_is_one_sentence_when_wrong_and_truncation_centres_on_the_c
         assert result.returncode == 0, (stage, result.stderr)
 
 
+@pytest.mark.slow
 def test_an_unconditional_network_refuses_a_class(tmp_path):
     run = tmp_path / "run"
     shutil.copytree(CIFAR / "ship", tmp_path / "src")
@@ -147,6 +151,7 @@ def test_an_unconditional_network_refuses_a_class(tmp_path):
     assert result.returncode == 2 and "unconditional network; leave out --class" in result.stderr
 
 
+@pytest.mark.slow
 def test_metrics_draw_the_generated_images_labels_from_the_dataset_and_say_so(trained):
     from stylegan_cli.data.dataset import Dataset
     from stylegan_cli.metrics.imagesets import draw_labels

@@ -38,6 +38,7 @@ def final_state(run: Path) -> dict:
     return checkpoint.load(checkpoint.latest(run))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("g_arch", G_ARCHS)
 @pytest.mark.parametrize("d_arch", D_ARCHS)
 def test_every_design_trains_resumes_bitwise_and_samples(tmp_path, data, capsys, g_arch, d_arch):

@@ -28,6 +28,7 @@ def data(prepped) -> Path:
 STOPS = [(0.016, 16, 0.0), (0.024, 16, 0.5)]
 
 
+@pytest.mark.slow
 def test_each_metric_line_is_what_sgan_metrics_gives_for_the_checkpoint_it_names(tmp_path, data):
     run = tmp_path / "run"
     for n, (kimg, res, alpha) in enumerate(STOPS, 1):

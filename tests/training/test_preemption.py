@@ -43,6 +43,7 @@ def data(prepped) -> Path:
     return prepped / "data" / "dataset.lmdb"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
 def test_a_signal_to_the_whole_group_with_loader_workers_saves_one_checkpoint_and_resumes(tmp_path, data, signum):
     run = tmp_path / "run"
@@ -56,6 +57,7 @@ def test_a_signal_to_the_whole_group_with_loader_workers_saves_one_checkpoint_an
     assert resumed.returncode == 0 and "Resuming from" in resumed.stderr, resumed.stderr
 
 
+@pytest.mark.slow
 def test_a_signal_to_every_torchrun_rank_at_once_saves_one_checkpoint(tmp_path, data):
     """torchrun's own agent gets the signal too and reports it in its exit status and log; the ranks agree on
     the step, rank 0 saves once, and the run resumes."""

@@ -92,6 +92,7 @@ def test_a_resolution_above_the_dataset_is_a_usage_error(tmp_path, data):
     assert result.returncode == 2 and "above the dataset's largest level" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_tiny_model_learns_the_data(tmp_path, data):
     """After a short training the samples are much closer to the data than the untrained
     generator's, by the sliced Wasserstein distance between 16x16 images."""
@@ -122,6 +123,7 @@ def test_a_tiny_model_learns_the_data(tmp_path, data):
                                                                                        "ckpt-0000004.pt"]
 
 
+@pytest.mark.slow
 def test_the_moving_average_ramps_up_to_follow_the_generator(tmp_path, data, capsys):
     """With its half-life capped at 5% of the images seen (StyleGAN2-ADA), G's moving average takes on the
     data's mean colour within a kimg; with the papers' constant 10k images it still shows the untrained
@@ -161,6 +163,7 @@ def sliced_wasserstein(a: np.ndarray, b: np.ndarray, projections: int = 128) -> 
     return float(np.mean(np.abs(np.quantile(pa, qs, axis=0) - np.quantile(pb, qs, axis=0))))
 
 
+@pytest.mark.slow
 def test_a_run_stopped_by_sigterm_resumes_bitwise(tmp_path, data):
     args = ["--kimg", 0.4, "--lod-kimg", 0.1, "--batch", 8, "--snap", 0.1, "--seed", 7]
     reference = sgan(*train_args(tmp_path / "a", data, *args))
@@ -189,6 +192,7 @@ def test_a_run_stopped_by_sigterm_resumes_bitwise(tmp_path, data):
         assert_same_tensors(a[net], b[net])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("aug", [[], ["--aug", "fixed", "--p", 0.5]], ids=["plain", "augmented"])
 def test_two_gloo_processes_train_like_one(tmp_path, data, aug):
     """The same global batch split over two processes gives the same losses at every step (to a few 1e-4,
@@ -235,6 +239,7 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path,
     ([], ["--arch", "stylegan2"], "--arch stylegan"),
     (["--arch", "stylegan2"], ["--arch", "stylegan2", "--d-arch", "resnet"], "--d-arch orig"),
 ])
+@pytest.mark.slow
 def test_resuming_with_another_architecture_is_refused(tmp_path, data, first, then, message):
     assert sgan(*train_args(tmp_path, data, "--kimg", 0.016, "--batch", 8, *first)).returncode == 0
     other = sgan(*train_args(tmp_path, data, "--kimg", 0.032, "--batch", 8, *then))
@@ -269,6 +274,7 @@ def test_compiled_training_runs_without_falling_back_to_eager(tmp_path, data):
     ["--arch", "stylegan2", "--r1-every", 2, "--pl-every", 2],
     ["--loss", "wgan-gp"],
 ])
+@pytest.mark.slow
 def test_every_architecture_and_loss_trains_through_a_fade(tmp_path, data, extra):
     result = sgan(*train_args(tmp_path, data, "--kimg", 0.08, "--lod-kimg", 0.016, "--batch", 8, *extra))
     assert result.returncode == 0, result.stderr
