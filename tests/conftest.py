@@ -18,6 +18,18 @@ FACES = REPO / "examples" / "faces-frl"
 CIFAR = REPO / "tests" / "assets" / "cifar10"  # 100 CIFAR-10 training images per class, one folder each
 
 
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist each worker, and each `sgan` it starts, computes on one thread: the workers already share
+    the cores, and more OpenMP threads than cores spin against each other (on 2 cores the quick set took 12.5
+    minutes so, 5.5 with one thread each; BENCHMARKS.md)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)
+
+
 def sgan(*args, cwd: Path | None = None, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Runs `python -m stylegan_cli ARGS` as a user would, capturing stdout and stderr."""
     full_env = {k: v for k, v in os.environ.items() if k != "SGAN_RUN"}
