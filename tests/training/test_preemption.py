@@ -62,7 +62,7 @@ def test_a_signal_to_every_torchrun_rank_at_once_saves_one_checkpoint(tmp_path, 
     """torchrun's own agent gets the signal too and reports it in its exit status and log; the ranks agree on
     the step, rank 0 saves once, and the run resumes."""
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29641",
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
                "-m", "stylegan_cli", *_train(run, data, "--kimg", 1000, "--workers", 1)]
     status, stderr = _signal_group_once_training(command, run)
     assert status != 0

@@ -207,7 +207,7 @@ def test_two_gloo_processes_train_like_one(tmp_path, data, aug):
     assert single.returncode == 0, single.stderr
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     double = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29617", "-m",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone", "-m",
          "stylegan_cli", *map(str, train_args(tmp_path / "two", data, *args))],
         env=env, capture_output=True, text=True, timeout=600)
     assert double.returncode == 0, double.stderr
