@@ -49,6 +49,7 @@ def test_bench_train_times_the_trainers_step_counts_its_work_and_profiles_it(tmp
     assert "aten::convolution" in (tmp_path / "profile.txt").read_text()  # torch.profiler's, of one more iteration
 
 
+@pytest.mark.slow
 def test_bench_train_with_augmentation_reports_its_share_of_the_step():
     """The same iteration timed with and without the augmentation pipeline (StyleGAN2-ADA) in front of D."""
     result = sgan("bench", "train", "--resolution", 32, "--batch", 4, "--fmap-base", 64, "--fmap-max", 16,

@@ -360,6 +360,7 @@ main(sys.argv[1:])
 """
 
 
+@pytest.mark.slow
 def test_a_labelled_prep_stopped_midway_resumes_with_its_labels_and_never_mixes_others(tmp_path, capsys):
     """A stop signal that arrives as input 65 of 72 is being read, after the 64 before were committed in one
     transaction (the time rule for commits is switched off, so that this holds on any machine)."""

@@ -231,6 +231,7 @@ def test_a_missing_source_folder_is_a_usage_error(tmp_path):
     assert result.returncode == 2 and "does not exist" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_finished_dataset_is_kept_unless_overwrite_is_given(tmp_path):
     args = ["prep", "images", "--src", FACES, "-r", tmp_path, "--workers", 1]
     assert sgan(*args, "--resolution", 8).returncode == 0
@@ -244,6 +245,7 @@ def test_a_finished_dataset_is_kept_unless_overwrite_is_given(tmp_path):
     assert Dataset(tmp_path / "data" / "dataset.lmdb").resolutions[-1] == 16
 
 
+@pytest.mark.slow
 def test_a_landmarks_file_reproduces_the_dataset_and_counts_md5_matches(tmp_path):
     src = tmp_path / "src"
     src.mkdir()

@@ -134,6 +134,7 @@ def test_an_interrupted_projection_keeps_finished_targets_and_resumes_to_the_sam
         assert (out / name).read_bytes() == (tmp_path / "reference" / name).read_bytes()
 
 
+@pytest.mark.slow
 def test_faces_are_aligned_as_prep_aligns_them_and_unusable_targets_are_one_sentence_each(run, tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()

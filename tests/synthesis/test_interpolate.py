@@ -74,6 +74,7 @@ def test_w_and_z_paths_part_between_the_keyframes(ckpt, tmp_path, capsys, monkey
     np.testing.assert_allclose(ws["w"][1], (ends[0] + ends[1]) / 2, atol=1e-6)  # W: the straight line
 
 
+@pytest.mark.slow
 def test_loop_gif_fps_and_the_same_bytes_twice(ckpt, tmp_path):
     args = ["interpolate", "-r", tmp_path, "--ckpt", ckpt, "--seeds", "7,8,9", "--steps", 3, "--loop", "--fps", 20,
             "--noise-mode", "random"]

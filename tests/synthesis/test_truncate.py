@@ -50,6 +50,7 @@ def test_a_row_per_seed_a_column_per_psi(ckpt, tmp_path):
         assert npz["seeds"].tolist() == [1, 2, 3] and npz["w"].shape == (3, 6, 512)
 
 
+@pytest.mark.slow
 def test_psi_zero_is_one_image_for_every_seed_and_psi_one_is_no_truncation(ckpt, tmp_path):
     run = tmp_path / "run"
     # One image per pass in both stages: a matrix product's rounding may depend on how many rows it has.
@@ -84,6 +85,7 @@ def test_the_same_command_writes_the_same_bytes(ckpt, tmp_path):
     assert all((a / n).read_bytes() == (b / n).read_bytes() for n in names)
 
 
+@pytest.mark.slow
 def test_compute_avg_stores_the_centre_of_mass_for_this_and_later_stages(ckpt, tmp_path):
     run = tmp_path / "run"
     old = sgan("truncate", "-r", run, "--ckpt", ckpt, "--seeds", "1", "--psi", "0")

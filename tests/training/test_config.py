@@ -91,6 +91,7 @@ def test_contradictory_architecture_flags_are_usage_errors(tmp_path, data, capsy
 # --- config F's size (NVIDIA's StyleGAN2 parameter counts) -----------------------------------
 
 
+@pytest.mark.slow
 def test_config_f_has_nvidias_parameter_counts_at_256(faces_dir, tmp_path):
     run = tmp_path / "run"
     prep = sgan("prep", "ffhq", "--src", faces_dir, "-r", run, "--landmarks", "dlib", "--resolution", 256,

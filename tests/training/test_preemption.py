@@ -74,6 +74,7 @@ def test_a_signal_to_every_torchrun_rank_at_once_saves_one_checkpoint(tmp_path, 
     assert resumed.returncode == 0 and "Resuming from" in resumed.stderr, resumed.stderr
 
 
+@pytest.mark.slow
 def test_training_sets_a_damaged_newest_checkpoint_aside_and_continues_from_the_one_before(tmp_path, data):
     run = tmp_path / "run"
     first = sgan(*_train(run, data, "--kimg", 0.008, "--workers", 0))

@@ -38,6 +38,7 @@ def read_board(run: Path):
     return board
 
 
+@pytest.mark.slow
 def test_ticks_fakes_and_metrics_go_to_tensorboard_and_a_resumed_run_appends(tmp_path, data):
     run = tmp_path / "run"
     first = train(run, data, 0.032)

@@ -224,6 +224,7 @@ def test_two_gloo_processes_train_like_one(tmp_path, data, aug):
             torch.testing.assert_close(two[net][key], value, rtol=0, atol=atol, msg=f"{net}.{key}")
 
 
+@pytest.mark.slow
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, data):
     first = sgan(*train_args(tmp_path, data, "--kimg", 0.064, "--batch", 8, "--snap", 0.064))
     assert first.returncode == 0, first.stderr
