@@ -178,7 +178,6 @@ main(sys.argv[2:])
 """
 
 
-@pytest.mark.slow
 def test_ctrl_c_keeps_the_finished_classifiers_and_a_rerun_trains_the_rest(cifar, tmp_path):
     """classifiers.json is rewritten after each attribute; here the run is interrupted during the second."""
     out, held = tmp_path / "c", tmp_path / "held"
